@@ -25,7 +25,8 @@ def test_readme_commands_exist():
     # the subcommands the README names are real subcommands
     from pis_nb.cli import _parser
     known = set(_parser()._subparsers._group_actions[0].choices)
-    named = set(re.findall(r'pis-nb (\w[\w-]*)', text))
+    code = '\n'.join(re.findall(r'```sh\n(.*?)```', text, re.S))
+    named = set(re.findall(r'pis-nb (\w[\w-]*)', code))
     assert named and named <= known, named - known
 
 def test_readme_notebooks_exist():
