@@ -22,7 +22,16 @@ if [[ $nb_rc -ne 0 ]]; then
 fi
 nb_passed=$(( ${#nbs[@]} - nb_failed ))
 
-# --- pytest
+# --- pytest (the browser tests need Chromium: Debian's package, installed here when missing and we are root)
+if ! command -v chromium >/dev/null && ! command -v chromium-browser >/dev/null; then
+  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "tests: installing Chromium for the browser tests (apt-get install chromium)"
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >"$out/apt.log" 2>&1 \
+      || { echo "tests: could not install Chromium:"; tail -5 "$out/apt.log"; }
+  else
+    echo "tests: no Chromium and no root to install it: the browser tests will be skipped"
+  fi
+fi
 echo "tests: running pytest"
 python -m pytest tests -q -p no:cacheprovider --junitxml="$out/pytest.xml"
 py_rc=$?

@@ -1,0 +1,97 @@
+"""Widgets in a real JupyterLab: start JupyterLab on localhost, open a notebook in headless Chromium, run it, and
+check that the widgets rendered (a screenshot goes to tests/out/). Marked `browser`; tests/run.sh installs Chromium
+(Debian's package) and runs it. Skipped, with the reason, where no Chromium can be had outside CI."""
+import json, os, secrets, shutil, socket, subprocess, sys, time, urllib.request
+from pathlib import Path
+import pytest
+
+pytestmark = pytest.mark.browser
+OUT = Path(__file__).parent/'out'
+
+def _chromium():
+    exe = shutil.which('chromium') or shutil.which('chromium-browser')
+    if exe is None:
+        if os.environ.get('CI'): pytest.fail('Chromium is missing in CI: tests/run.sh should have installed it')
+        pytest.skip('no Chromium on this machine (tests/run.sh installs it as root)')
+    return exe
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+
+def _notebook(path: Path, cells: list[str]):
+    nb = {'cells': [{'cell_type': 'code', 'metadata': {}, 'source': c, 'outputs': [], 'execution_count': None} for c in cells],
+          'metadata': {'kernelspec': {'name': 'python3', 'display_name': 'Python 3', 'language': 'python'}},
+          'nbformat': 4, 'nbformat_minor': 5}
+    path.write_text(json.dumps(nb))
+
+@pytest.fixture(scope='module')
+def lab(tmp_path_factory):
+    "A JupyterLab server on 127.0.0.1 serving a temporary folder; yields (url, folder)."
+    root = tmp_path_factory.mktemp('lab')
+    port, token = _free_port(), secrets.token_hex(16)
+    # no "get Jupyter news?" prompt: nothing here may reach out to the network
+    settings = root/'.lab-settings'/'@jupyterlab'/'apputils-extension'
+    settings.mkdir(parents=True)
+    (settings/'notification.jupyterlab-settings').write_text(json.dumps({'fetchNews': 'false', 'checkForUpdates': False}))
+    env = {**os.environ, 'JUPYTER_CONFIG_DIR': str(root/'.jupyter'), 'JUPYTER_RUNTIME_DIR': str(root/'.runtime'),
+           'IPYTHONDIR': str(root/'.ipython'), 'JUPYTERLAB_SETTINGS_DIR': str(root/'.lab-settings'), 'MPLBACKEND': 'module://matplotlib_inline.backend_inline'}
+    cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', f'--ServerApp.port={port}', '--ServerApp.ip=127.0.0.1',
+           f'--IdentityProvider.token={token}', f'--ServerApp.root_dir={root}', '--ServerApp.port_retries=0',
+           '--LabApp.news_url=', '--LabServerApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate',
+           '--LabApp.extension_manager=readonly', '--allow-root']
+    log = open(root/'lab.log', 'w')
+    proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    url = f'http://127.0.0.1:{port}'
+    try:
+        for _ in range(120):
+            try:
+                urllib.request.urlopen(f'{url}/api/status?token={token}', timeout=2); break
+            except OSError:
+                if proc.poll() is not None: pytest.fail('JupyterLab exited:\n' + (root/'lab.log').read_text()[-3000:])
+                time.sleep(0.5)
+        else: pytest.fail('JupyterLab did not start in 60 s:\n' + (root/'lab.log').read_text()[-3000:])
+        yield url, token, root
+    finally:
+        proc.terminate()
+        try: proc.wait(20)
+        except subprocess.TimeoutExpired: proc.kill()
+        log.close()
+
+def run_in_lab(lab, name: str, cells: list[str], wait_for: str, timeout_s: int = 180):
+    "Open a notebook of `cells` in JupyterLab, run all cells, wait for selector `wait_for`; return (page info, screenshot path)."
+    from playwright.sync_api import sync_playwright
+    url, token, root = lab
+    _notebook(root/f'{name}.ipynb', cells)
+    OUT.mkdir(exist_ok=True)
+    shot = OUT/f'{name}.png'
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=_chromium(), args=[
+            '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
+            '--disable-component-update', '--disable-sync'])
+        try:
+            page = browser.new_page(viewport={'width': 1400, 'height': 1000})
+            page.goto(f'{url}/lab/tree/{name}.ipynb?token={token}')
+            page.wait_for_selector('.jp-Notebook .jp-Cell', timeout=90_000)
+            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90_000)
+            page.click('.lm-MenuBar-item:has-text("Run")')
+            page.click('.lm-Menu-item:has-text("Run All Cells")')
+            try: page.wait_for_selector(wait_for, timeout=timeout_s * 1000, state='visible')
+            finally: page.screenshot(path=str(shot), full_page=True)
+            errors = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').all_inner_texts()
+            info = dict(dropdowns=page.locator('.widget-dropdown').count(), images=page.locator('.jupyter-widgets img').count(),
+                        errors=[e for e in errors if 'Error' in e or 'Traceback' in e])
+        finally: browser.close()
+    return info, shot
+
+def test_group_browser_renders(lab):
+    "The GroupBrowser of 04_cluster renders in JupyterLab: its dropdowns and the thumbnails of a group."
+    cells = ["from pis_nb.synth import make_pis_synth\nfrom pis_nb.cluster import cluster_users, GroupBrowser",
+             "make_pis_synth('ps', n_users=2, images_per_user=12, n_source=4, size=64, progress=False)\n"
+             "res = cluster_users('ps/personal', k=3, embedder='colour-texture', progress=False)",
+             "GroupBrowser(res)"]
+    info, shot = run_in_lab(lab, 'group_browser', cells, wait_for='.jupyter-widgets img')
+    assert shot.stat().st_size > 10_000, shot
+    assert info['errors'] == [], info['errors']
+    assert info['dropdowns'] >= 4, info      # user, group, colour by, photo
+    assert info['images'] >= 3, info         # thumbnails of group 0 (and its masks)
