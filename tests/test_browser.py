@@ -58,11 +58,16 @@ def lab(tmp_path_factory):
         except subprocess.TimeoutExpired: proc.kill()
         log.close()
 
-def run_in_lab(lab, name: str, cells: list[str], wait_for: str, timeout_s: int = 180):
+def run_in_lab(lab, name: str, cells: list[str], wait_for: str, timeout_s: int = 120):
     "Open a notebook of `cells` in JupyterLab, run all cells, wait for selector `wait_for`; return (page info, screenshot path)."
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import sync_playwright, TimeoutError as PlaywrightTimeout
     url, token, root = lab
     _notebook(root/f'{name}.ipynb', cells)
+    # start the notebook's kernel through the REST API, so JupyterLab attaches to it instead of asking which to start
+    req = urllib.request.Request(f'{url}/api/sessions?token={token}', method='POST', headers={'Content-Type': 'application/json'},
+                                 data=json.dumps({'path': f'{name}.ipynb', 'type': 'notebook', 'name': f'{name}.ipynb',
+                                                  'kernel': {'name': 'python3'}}).encode())
+    urllib.request.urlopen(req, timeout=60).read()
     OUT.mkdir(exist_ok=True)
     shot = OUT/f'{name}.png'
     with sync_playwright() as p:
@@ -71,14 +76,23 @@ def run_in_lab(lab, name: str, cells: list[str], wait_for: str, timeout_s: int =
             '--disable-component-update', '--disable-sync'])
         try:
             page = browser.new_page(viewport={'width': 1400, 'height': 1000})
-            page.goto(f'{url}/lab/tree/{name}.ipynb?token={token}')
-            page.wait_for_selector('.jp-Notebook .jp-Cell', timeout=90_000)
-            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90_000)
+            # a workspace of its own, reset: only this notebook is open
+            page.goto(f'{url}/lab/workspaces/{name}/tree/{name}.ipynb?reset&token={token}')
+            panel = '.jp-NotebookPanel:not(.lm-mod-hidden)'
+            page.wait_for_selector(f'{panel} .jp-Notebook .jp-Cell', timeout=90_000)
+            page.wait_for_selector(f'{panel} .jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=90_000)
+            # JupyterLab may still ask which kernel to use: accept its preselected Python 3
+            dialog = page.locator('.jp-Dialog .jp-mod-accept')
+            try: dialog.wait_for(state='visible', timeout=8_000); dialog.click()
+            except PlaywrightTimeout: pass
             page.click('.lm-MenuBar-item:has-text("Run")')
             page.click('.lm-Menu-item:has-text("Run All Cells")')
-            try: page.wait_for_selector(wait_for, timeout=timeout_s * 1000, state='visible')
-            finally: page.screenshot(path=str(shot), full_page=True)
-            errors = page.locator('.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]').all_inner_texts()
+            stderr = '.jp-OutputArea-output[data-mime-type="application/vnd.jupyter.stderr"]'
+            try:
+                page.wait_for_selector(f'{wait_for}, {stderr}', timeout=timeout_s * 1000, state='visible')   # fail fast on errors
+                page.locator(f'{wait_for}, {stderr}').first.scroll_into_view_if_needed()
+            finally: page.screenshot(path=str(shot))
+            errors = page.locator(stderr).all_inner_texts()
             info = dict(dropdowns=page.locator('.widget-dropdown').count(), images=page.locator('.jupyter-widgets img').count(),
                         errors=[e for e in errors if 'Error' in e or 'Traceback' in e])
         finally: browser.close()
@@ -95,3 +109,18 @@ def test_group_browser_renders(lab):
     assert info['errors'] == [], info['errors']
     assert info['dropdowns'] >= 4, info      # user, group, colour by, photo
     assert info['images'] >= 3, info         # thumbnails of group 0 (and its masks)
+
+def test_prediction_inspector_renders(lab):
+    "The PredictionInspector of 10_inspector renders in JupyterLab: filters, photo list and the panels of a photo."
+    cells = ["import numpy as np\nfrom pis_nb.synth import make_pis_synth\nfrom pis_nb.data import UserDataset\n"
+             "from pis_nb.inspector import UserPredictions, PredictionInspector",
+             "make_pis_synth('ps1', n_users=1, images_per_user=10, n_source=4, size=64, progress=False)\n"
+             "ds = UserDataset('ps1/personal/id1')\nup = UserPredictions.from_dataset(ds)\n"
+             "truth = [ds[i]['mask'] if ds[i]['mask'] is not None else np.zeros(ds.sizes[i], np.uint8) for i in range(len(ds))]\n"
+             "up.add('truth', truth, [np.full(t.shape, .3, np.float32) for t in truth]).add('nothing', [np.zeros_like(t) for t in truth])",
+             "PredictionInspector(up)"]
+    info, shot = run_in_lab(lab, 'prediction_inspector', cells, wait_for='.jupyter-widgets .jp-OutputArea-output img')
+    assert shot.stat().st_size > 10_000, shot
+    assert info['errors'] == [], info['errors']
+    assert info['dropdowns'] >= 5, info      # method, versus, group, class, photo
+    assert info['images'] >= 1, info         # the panels of the first photo
