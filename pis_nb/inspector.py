@@ -11,7 +11,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
-from .core import PisError, VOC_CLASSES, IGNORE_INDEX, atomic_write, colorize
+from .core import PisError, VOC_CLASSES, atomic_write, colorize
 from .data import read_image, read_mask, write_mask
 from .metrics import photo_table
 

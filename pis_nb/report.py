@@ -4,13 +4,11 @@
 
 # %% ../nbs/08_report.ipynb #05820d2e
 from __future__ import annotations
-import dataclasses
 from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
-from .core import VOC_CLASSES
 
 # %% auto #0
 __all__ = ['RESULT_COLUMNS', 'PAPER_TABLE1', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE5', 'Protocol', 'results_table',

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageFilter
 from tqdm.auto import tqdm
-from .core import VOC_CLASSES, NUM_CLASSES, IGNORE_INDEX, PisError, atomic_write, voc_palette
+from .core import VOC_CLASSES, IGNORE_INDEX, PisError, voc_palette
 
 # %% auto #0
 __all__ = ['PERSONAS', 'SYNTH_VERSION', 'synth_manifest', 'synth_meta', 'make_pis_synth']

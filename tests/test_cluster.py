@@ -1,9 +1,7 @@
 """Stage 0 (pis_nb.cluster): embedders, feature cache, K-means with capped / automatic K, the group list file,
 scene agreement on PIS-Synth, and the GroupBrowser widget's state. No test times anything."""
 import math
-import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pis_nb.core import PisError, voc_palette
+from pis_nb.core import voc_palette
 from pis_nb.data import (DatasetError, ListEntry, UserDataset, VOCSource, image_size, list_users, read_image, read_list,
                          read_mask, write_mask)
 

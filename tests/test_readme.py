@@ -1,5 +1,5 @@
 "README.md is written by hand (Quarto cannot be installed here) but must say what nbs/index.ipynb says."
-import json, re, subprocess, sys
+import json, re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,7 +11,7 @@ from PIL import Image
 
 import pis_nb.synth as synth
 from pis_nb.core import NUM_CLASSES, PisError, VOC_CLASSES, voc_palette
-from pis_nb.data import UserDataset, VOCSource, list_users, read_image, read_mask
+from pis_nb.data import UserDataset, VOCSource, list_users, read_image
 from pis_nb.explore import channel_stats, class_proportions, mask_table
 from pis_nb.synth import make_pis_synth, synth_manifest, synth_meta
 

@@ -3,7 +3,6 @@ same-seed determinism, SIGTERM to a training process, DDP with gloo on two CPU p
 Everything runs at a tiny size (PIS-Synth, 16 photos of 64 px, the small backbone). No test times anything."""
 import json
 import os
-import shutil
 import signal
 import socket
 import subprocess
