@@ -26,9 +26,10 @@ from .model import PISNet, Discriminators, GroupMemory, entropy_map, pixel_entro
 __all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'RUNTIME_SETTINGS', 'masked_ce', 'seg_loss', 'domain_loss',
            'entropy_loss', 'maxsquare_loss', 'charbonnier_entropy', 'fda_source_to_target', 'Method', 'get_method',
            'poly_factor', 'set_lr', 'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks', 'BatchStream',
-           'forward_model', 'predict_user', 'refresh_memory', 'pseudo_mask', 'PseudoLabels', 'make_pseudo_labels',
-           'PseudoLabelSet', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'read_jsonl',
-           'truncate_jsonl', 'read_log', 'Trainer', 'load_model', 'train', 'benchmark_training']
+           'forward_model', 'eval_batches', 'predict_user', 'refresh_memory', 'pseudo_mask', 'PseudoLabels',
+           'make_pseudo_labels', 'PseudoLabelSet', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
+           'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'load_model', 'train',
+           'benchmark_training']
 
 # %% ../nbs/06_train.ipynb #d305d121
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -281,42 +282,82 @@ def forward_model(model: nn.Module, images: torch.Tensor, groups: torch.Tensor |
     return model(images, group_ids=groups, memory=memory, photo_ids=photo_ids)
 
 class _EvalSet(Dataset):
-    "A dataset's items through `EvalTransform`."
-    def __init__(self, ds, size): self.ds, self.t = ds, EvalTransform(size)
+    "A dataset's items through `transform` (default `EvalTransform(size)`)."
+    def __init__(self, ds, size, transform: Callable | None = None): self.ds, self.t = ds, transform or EvalTransform(size)
     def __len__(self): return len(self.ds)
     def __getitem__(self, i): return self.t(self.ds[i])
 
-def _pad_collate(items: list[dict]) -> dict:
-    "Eval items of different sizes: images zero-padded (bottom, right) to the largest, with each one's `size`."
-    sizes = [tuple(it['image'].shape[-2:]) for it in items]
-    H, W = max(s[0] for s in sizes), max(s[1] for s in sizes)
-    image = torch.stack([nnf.pad(it['image'], (0, W - w, 0, H - h)) for it, (h, w) in zip(items, sizes)])
-    return dict(image=image, size=sizes, orig_size=[it['orig_size'] for it in items], name=[it['name'] for it in items],
-                index=[it['index'] for it in items], group=torch.tensor([it['group'] for it in items]),
-                mask=[it['mask'] for it in items])
+def eval_batches(names, groups, batch_size: int = 8) -> list[list[int]]:
+    "Fixed context batches (dataset indices): each group's photos sorted by name, in runs of `batch_size`, groups in order."
+    if batch_size < 1: raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    members: dict[int, list[int]] = {}
+    for i, g in enumerate(groups): members.setdefault(int(g), []).append(i)
+    out = []
+    for g in sorted(members):
+        idx = sorted(members[g], key=lambda i: (str(names[i]), i))
+        out += [idx[k:k + batch_size] for k in range(0, len(idx), batch_size)]
+    return out
+
+def _by_size(items: list[dict], positions=None) -> list[list[int]]:
+    "Positions of `items` grouped by image size, so that photos of one size go through the network together."
+    runs: dict[tuple, list[int]] = {}
+    for j in (range(len(items)) if positions is None else positions):
+        runs.setdefault(tuple(items[j]['image'].shape[-2:]), []).append(j)
+    return list(runs.values())
+
+def _stack(items: list[dict], pos: list[int], device: torch.device) -> torch.Tensor:
+    x = torch.stack([items[j]['image'] for j in pos]).to(device, non_blocking=True)
+    return x.contiguous(memory_format=torch.channels_last) if device.type == 'cuda' else x
+
+def _batch_context(net: nn.Module, items: list[dict], groups: torch.Tensor, device, dt) -> GroupMemory:
+    "A temporary memory holding the regions of one context batch, each photo at its own size."
+    mem = net.new_memory()
+    for pos in _by_size(items):
+        with _autocast(device, dt): f, pooled = net.extract_regions(_stack(items, pos, device))
+        mem.update([items[j]['name'] for j in pos], groups[pos], f.float(), pooled.float())
+    return mem
 
 @torch.no_grad()
 def predict_user(model: nn.Module, ds, eval_size: int | tuple[int, int] = 320, batch_size: int = 8, device=None,
                  memory=None, amp: bool = True, num_workers: int = 0, progress: bool = False,
-                 with_masks: bool = True) -> Iterator[dict]:
-    "Yield, photo by photo in group order, `name`, `index`, `group`, `prob` (C, H, W) float32 at the photo's full size and `mask` (or None)."
+                 with_masks: bool = True, only=None, transform: Callable | None = None) -> Iterator[dict]:
+    "Yield, context batch by batch, `name`, `index`, `group`, `prob` (C, H, W) float32 at the photo's full size and `mask` (or None); independent of the list order and of batch-mates' sizes."
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if not with_masks: ds = without_masks(ds)
-    loader = DataLoader(_EvalSet(ds, eval_size), batch_sampler=GroupBatchSampler(ds.groups, batch_size, shuffle=False),
-                        collate_fn=_pad_collate, num_workers=num_workers, pin_memory=device.type == 'cuda')
+    batches, want = eval_batches(ds.names, ds.groups, batch_size), None
+    if only is not None:
+        want = {int(i) for i in only}
+        if bad := sorted(i for i in want if not 0 <= i < len(ds)): raise IndexError(f"only= names photos {bad[:5]} of a {len(ds)}-photo dataset")
+        batches = [b for b in batches if want.intersection(b)]
+    loader = DataLoader(_EvalSet(ds, eval_size, transform), batch_sampler=batches, collate_fn=list,
+                        num_workers=num_workers, pin_memory=device.type == 'cuda')
+    net = _unwrap(model)
+    ctx = getattr(net, 'context', None)
+    mode, exact = getattr(ctx, 'mode', 'none'), bool(getattr(ctx, 'exact_released', False)) and memory is None
     dt, was_training = amp_dtype(device, amp), model.training
     model.eval()
     try:
-        for b in tqdm(loader, desc='predicting', disable=not progress, leave=False):
-            x = b['image'].to(device, non_blocking=True)
-            if device.type == 'cuda': x = x.contiguous(memory_format=torch.channels_last)
-            with _autocast(device, dt): out = forward_model(model, x, b['group'].to(device), memory, b['name'])
-            logits = out.main.float()
-            for i in range(len(x)):
-                h, w = b['size'][i]
-                lg = restore_size(logits[i, :, :h, :w], b['orig_size'][i])
-                yield dict(name=b['name'][i], index=b['index'][i], group=int(b['group'][i]),
-                           prob=nnf.softmax(lg, 0).cpu(), mask=b['mask'][i])
+        for items in tqdm(loader, desc='predicting', disable=not progress, leave=False):
+            groups = torch.tensor([it['group'] for it in items], device=device)
+            names = [it['name'] for it in items]
+            targets = [j for j, it in enumerate(items) if want is None or it['index'] in want]
+            if exact:
+                if len(_by_size(items)) > 1:
+                    raise PisError(f"{ds.root}: exact_released models take each context batch as one tensor, and the photos "
+                                   f"{names} come at {len(_by_size(items))} sizes: give a fixed-size transform")
+                runs, mem = [list(range(len(items)))], None
+            else:
+                mem = memory if memory is not None or mode == 'none' else _batch_context(net, items, groups, device, dt)
+                runs = _by_size(items, targets)
+            logits = {}
+            for pos in runs:
+                with _autocast(device, dt):
+                    out = forward_model(model, _stack(items, pos, device), groups[pos], mem, [names[j] for j in pos])
+                logits.update(zip(pos, out.main.float()))
+            for j in targets:
+                it = items[j]
+                yield dict(name=it['name'], index=it['index'], group=int(it['group']),
+                           prob=nnf.softmax(restore_size(logits[j], it['orig_size']), 0).cpu(), mask=it['mask'])
     finally: model.train(was_training)
 
 # %% ../nbs/06_train.ipynb #a132897c
@@ -594,7 +635,7 @@ class Trainer:
         return (f"Trainer({self.method.name}, stage {self.stage}, step {self.step}/{self.cfg.num_steps}, "
                 f"{self.cfg.backbone}/{self.cfg.context_mode}, {self.device}, {self.run_dir})")
 
-# %% ../nbs/06_train.ipynb #b8718a2c
+# %% ../nbs/06_train.ipynb #43df39a9
 from fastcore.basics import patch
 
 def _init_file(init) -> Path:
@@ -607,12 +648,26 @@ def _init_file(init) -> Path:
     if not p.is_file(): raise PisError(f"{p}: no such weights file or run folder")
     return p
 
+def load_weights(net: nn.Module, state: dict, path) -> list[str]:
+    "Load `state` into `net`; only the group-context layers may be absent on either side (they start fresh); returns the names left fresh."
+    own = net.state_dict()
+    fresh = [k for k in own if k not in state and not k.endswith('num_batches_tracked')]
+    extra = [k for k in state if k not in own]
+    bad = [k for k in fresh + extra if not k.startswith('context.')]
+    shapes = [k for k in own if k in state and tuple(own[k].shape) != tuple(state[k].shape)]
+    if bad or shapes:
+        what = (f"missing {[k for k in fresh if k in bad][:4]}, unexpected {[k for k in extra if k in bad][:4]}, "
+                f"other shapes {shapes[:4]}")
+        raise PisError(f"{path}: weights do not fit this network ({what}); was it trained with another backbone?")
+    net.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
+    return fresh
+
 @patch
 def _load_init(self: Trainer, init) -> Path:
     "Load network (and discriminator, memory) weights from `init`."
     path = _init_file(init)
     ck = load_checkpoint(path, map_location=self.device)
-    self.net.load_state_dict(ck['model'])
+    load_weights(self.net, ck['model'], path)
     if self.discs is not None and ck.get('discriminators'): _load_discs(self.discs, ck['discriminators'])
     if self.memory is not None and ck.get('memory') is not None: self.memory.load_state_dict(ck['memory'])
     return path
