@@ -237,7 +237,7 @@ def cluster_report(personal_root, out, report, k='auto', seed: int = 0, progress
     return results
 
 # The demo's training recipe: the small backbone from scratch (no ImageNet weights can be assumed), short runs.
-DEMO_CONFIG = dict(backbone='small', pretrained=False, crop_size=64, base_size=128, eval_size=128, batch_size=8,
+DEMO_CONFIG = dict(backbone='small', pretrained=False, crop_size=64, base_size=64, eval_size=64, batch_size=8,
                    num_workers=0, lr=0.01, embedder='colour-texture')
 DEMO_STEPS = dict(source=2000, adapt=25, stage2=25)
 DEMO_METHODS = ('source_only', 'advent', 'ours_s1', 'ours_s2')

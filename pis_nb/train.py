@@ -28,8 +28,8 @@ __all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'RUNTIME_SETTINGS
            'poly_factor', 'set_lr', 'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks', 'BatchStream',
            'forward_model', 'eval_batches', 'predict_user', 'refresh_memory', 'pseudo_mask', 'PseudoLabels',
            'make_pseudo_labels', 'PseudoLabelSet', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'load_model', 'train',
-           'benchmark_training']
+           'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'pass_through_context', 'load_model',
+           'train', 'benchmark_training']
 
 # %% ../nbs/06_train.ipynb #d305d121
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -662,12 +662,36 @@ def load_weights(net: nn.Module, state: dict, path) -> list[str]:
     net.load_state_dict({k: v for k, v in state.items() if k in own}, strict=False)
     return fresh
 
+@torch.no_grad()
+def pass_through_context(net: nn.Module, images: torch.Tensor) -> bool:
+    "Make a fresh context's fusion ψ pass the features X through unchanged (its weights on the context zero, its BatchNorm set to X's statistics on `images`); False when the network has no fusion."
+    ctx = getattr(net, 'context', None)
+    if ctx is None or ctx.mode == 'none' or not hasattr(ctx, 'fuse'): return False
+    conv, bn = ctx.fuse.conv, ctx.fuse.norm
+    was = net.training
+    net.eval()
+    try: x = net.encoder(images).float()
+    finally: net.train(was)
+    ch = x.shape[1]
+    start = conv.in_channels - ch if (ctx.mode == 'group' and ctx.variant == 'released') else 0   # where X sits in the concatenation
+    w = torch.zeros_like(conv.weight)
+    w[:, start:start + ch] = torch.eye(ch, dtype=w.dtype, device=w.device)[:, :, None, None]
+    conv.weight.copy_(w)
+    mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
+    bn.running_mean.copy_(mean); bn.running_var.copy_(var)
+    bn.weight.copy_((var + bn.eps).sqrt()); bn.bias.copy_(mean)
+    return True
+
 @patch
 def _load_init(self: Trainer, init) -> Path:
-    "Load network (and discriminator, memory) weights from `init`."
+    "Load network (and discriminator, memory) weights from `init`; a fresh group context starts as a pass-through."
     path = _init_file(init)
     ck = load_checkpoint(path, map_location=self.device)
-    load_weights(self.net, ck['model'], path)
+    fresh = load_weights(self.net, ck['model'], path)
+    if any(k.startswith('context.fuse.') for k in fresh):
+        es = EvalTransform((self.cfg.crop_size, self.cfg.crop_size))
+        pick = range(min(16, len(self.source_ds)))
+        pass_through_context(self.net, torch.stack([es(self.source_ds[i])['image'] for i in pick]).to(self.device))
     if self.discs is not None and ck.get('discriminators'): _load_discs(self.discs, ck['discriminators'])
     if self.memory is not None and ck.get('memory') is not None: self.memory.load_state_dict(ck['memory'])
     return path
