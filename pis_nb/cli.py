@@ -380,6 +380,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--data', default='data/pis-synth', help='where PIS-Synth is generated (reused when present)')
     s.add_argument('--out', default='runs/demo', help='folder for report.md, the runs, the plots and config.json')
     s.add_argument('--quiet', action='store_true', help='no progress bars')
+    from pis_nb.bench import add_bench_parser       # `pis-nb bench`: see 13_bench.ipynb
+    add_bench_parser(sub)
     return p
 
 # %% ../nbs/09_cli.ipynb #df73a8ae

@@ -18,13 +18,13 @@ _logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['BACKBONES', 'CONTEXT_MODES', 'CONTEXT_VARIANTS', 'REGION_SOFTMAX', 'conv_bn_relu', 'count_parameters',
            'SafeBatchNorm2d', 'PretrainedWeightsWarning', 'cached_weights_path', 'load_cached_weights', 'load_matching',
-           'ResNetBackbone', 'VGGBackbone', 'SmallBackbone', 'PSPModule', 'RegionInfo', 'ContextOutput', 'GroupContext',
-           'GroupMemory', 'SegOutput', 'PISNet', 'entropy_map', 'pixel_entropy', 'mean_entropy', 'Discriminator',
-           'Discriminators', 'pixel_attention', 'plot_pixel_attention', 'SavedTensorBytes', 'compare_context_cost',
-           'format_cost']
+           'ResNetBackbone', 'VGGBackbone', 'ReleasedVGGBackbone', 'SmallBackbone', 'PSPModule', 'RegionInfo',
+           'ContextOutput', 'GroupContext', 'GroupMemory', 'SegOutput', 'PISNet', 'entropy_map', 'pixel_entropy',
+           'mean_entropy', 'Discriminator', 'Discriminators', 'pixel_attention', 'plot_pixel_attention',
+           'SavedTensorBytes', 'compare_context_cost', 'format_cost']
 
 # %% ../nbs/05_model.ipynb #b5bda142
-BACKBONES = ('resnet50', 'vgg16', 'small')
+BACKBONES = ('resnet50', 'vgg16', 'small', 'vgg16_bn')
 CONTEXT_MODES = ('group', 'global', 'none')
 CONTEXT_VARIANTS = ('paper', 'released')
 REGION_SOFTMAX = ('classes', 'pixels')
@@ -152,6 +152,31 @@ class VGGBackbone(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         "(conv4_3, conv5_3) features, both at 1/8 of the input size (rounded up)."
+        x3 = self.features[:self.split](x)
+        return x3, self.features[self.split:](x3)
+
+# %% ../nbs/05_model.ipynb #6a791659
+class ReleasedVGGBackbone(nn.Module):
+    "The released code's VGG-16: torchvision `vgg16_bn` `features[:32]` (up to conv4_3's BN, no ReLU); aux on pool3 (stride 8)."
+    aux_channels, out_channels, split = 256, 512, 24
+    _cfg = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512]
+    def __init__(self, pretrained: bool = True):
+        super().__init__()
+        layers, c = [], 3
+        for v in self._cfg:
+            if v == 'M': layers.append(nn.MaxPool2d(2, 2))
+            else: layers += [nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]; c = v
+        self.features = nn.Sequential(*layers[:-1])          # up to conv4_3's BatchNorm: indices 0..31
+        _init_conv(self)
+        if pretrained:
+            from torchvision.models import VGG16_BN_Weights
+            state = load_cached_weights(VGG16_BN_Weights.IMAGENET1K_V1, 'vgg16_bn')
+            if state is not None:
+                state = {k: v for k, v in state.items() if k.startswith('features.') and int(k.split('.')[1]) < 32}
+                load_matching(self, state, 'vgg16_bn')
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "(pool3, conv4_3 after BN) features, both at 1/8 of the input size (rounded down)."
         x3 = self.features[:self.split](x)
         return x3, self.features[self.split:](x3)
 
@@ -500,7 +525,7 @@ class SegOutput(NamedTuple):
     regions: RegionInfo | None = None            # image / class / group / photo of each of the R regions
     image_attention: torch.Tensor | None = None  # (N, h, w, C) released variant: image-level attention
 
-# %% ../nbs/05_model.ipynb #edd1d0b6
+# %% ../nbs/05_model.ipynb #1ef18f5c
 class PISNet(nn.Module):
     "The paper's segmentation network: backbone + PSP + auxiliary head + group context module + classifier."
     def __init__(self, num_classes: int = NUM_CLASSES, backbone: str = 'resnet50', context_mode: str = 'group',
@@ -515,6 +540,7 @@ class PISNet(nn.Module):
         self.num_classes, self.backbone_name, self.align_corners = num_classes, backbone, align_corners
         if backbone == 'resnet50': self.backbone = ResNetBackbone(pretrained, deep_stem)
         elif backbone == 'vgg16': self.backbone = VGGBackbone(pretrained)
+        elif backbone == 'vgg16_bn': self.backbone = ReleasedVGGBackbone(pretrained)
         else: self.backbone = SmallBackbone()
         ch = psp_channels or (64 if backbone == 'small' else 512)
         self.psp = PSPModule(self.backbone.out_channels, ch)
