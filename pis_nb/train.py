@@ -1059,6 +1059,12 @@ def train(cfg: RunConfig, run_dir, method: str = 'ours', stage: int = 1, resume:
                               "continue it with Trainer.resume(run_dir)")
         t = Trainer.resume(run_dir, eval_fn=kw.get('eval_fn'), progress=kw.get('progress', True), device=cfg.device or None,
                            num_workers=cfg.num_workers)
+        summary = Path(run_dir)/'summary.json'
+        if t.step >= t.cfg.num_steps and (Path(run_dir)/'model.pt').is_file() and summary.is_file():
+            t.summary = json.loads(summary.read_text(encoding='utf-8'))
+            if t.summary.get('status') == 'finished':     # finished before: leave model.pt and the logs as they are
+                t.status = 'finished'
+                return t
     else: t = Trainer(cfg, run_dir, method, stage, **kw)
     t.status = t.fit(num_steps)
     return t
