@@ -14,13 +14,12 @@ CUDA rows use the paper's input (crop 320, batch 8). Images/s scale roughly with
 are about (128/320)^2 = 0.16 times those printed.
 """
 from __future__ import annotations
-import argparse, os, platform, resource, statistics, sys, tempfile, time, warnings
+import argparse, os, platform, resource, sys, tempfile, time, warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 warnings.filterwarnings('ignore')
 
-import numpy as np
 import torch
 
 

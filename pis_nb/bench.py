@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
-from .core import PisError, ConfigError, RunConfig, atomic_write
+from .core import PisError, RunConfig, atomic_write
 from .report import (Protocol, results_table, format_table, to_markdown, PAPER_TABLE1, PAPER_TABLE3, PAPER_TABLE4,
                            PAPER_TABLE5)
 
@@ -444,7 +444,7 @@ def verdicts(cells: pd.DataFrame, metric: str = 'fiou') -> list[dict]:
         differs = ke['best'].nunique() > 1
         w = 'yes' if beyond.any() and differs else ('no' if not beyond.any() and not differs else 'not clearly')
         add('K matters per user', w,
-            f"best K per user: " + ', '.join(f"{u} {b}" for u, b in ke['best'].items())
+            "best K per user: " + ', '.join(f"{u} {b}" for u, b in ke['best'].items())
             + f" ({'differs' if differs else 'the same'} across users); range over K {ke['range'].min():.2f}–"
               f"{ke['range'].max():.2f} points against a seeds' spread of {ke['seed_std'].mean():.2f}; "
               f"{int(beyond.sum())} of {len(ke)} users beyond twice the spread")

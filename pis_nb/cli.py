@@ -106,12 +106,13 @@ def _cluster_maps(results: dict, out: Path) -> list[str]:
     import matplotlib
     matplotlib.use('Agg')
     from pis_nb import cluster
+    from pis_nb.report import save_figure
     out.mkdir(parents=True, exist_ok=True)
     names = []
     for user, r in results.items():
-        names.append(_save_fig(cluster.user_map(r, 'group'), out/f'map_{user}.png'))
-        names.append(_save_fig(cluster.plot_group_sizes(r), out/f'groups_{user}.png'))
-    if len(results) > 1: names.append(_save_fig(cluster.users_map(results), out/'map_users.png'))
+        names.append(save_figure(cluster.user_map(r, 'group'), out/f'map_{user}.png'))
+        names.append(save_figure(cluster.plot_group_sizes(r), out/f'groups_{user}.png'))
+    if len(results) > 1: names.append(save_figure(cluster.users_map(results), out/'map_users.png'))
     return names
 
 # %% ../nbs/09_cli.ipynb #6720ef7f
@@ -127,12 +128,13 @@ def cmd_train(args) -> int:
 # %% ../nbs/09_cli.ipynb #593856bb
 def cmd_pseudo(args) -> int:
     "Write stage-2 pseudo labels for `--user` from the stage-1 model `init` into `--out`."
-    from pis_nb.train import load_model, make_pseudo_labels, _load_run, _init_file
+    from pis_nb.train import load_model, make_pseudo_labels, _init_file
     from pis_nb.data import UserDataset
     model, memory = load_model(args.init)
     path = _init_file(args.init)
-    cfg = RunConfig.load(path.parent) if (path.parent/'config.json').is_file() else _config_from(args)
-    cfg = cfg.override(*getattr(args, 'set', None) or [], source='--set')
+    if (path.parent/'config.json').is_file() and not args.config:     # the stage-1 run's own settings, with --set
+        cfg = RunConfig.load(path.parent).override(*args.set or [], source='--set')
+    else: cfg = _config_from(args)
     user = Path(args.user) if Path(args.user).is_dir() else Path(cfg.personal_root)/args.user
     if not user.is_dir(): raise PisError(f"{args.user}: no such user folder (nor under {cfg.personal_root})")
     lst = args.list or (f"train_cluster{cfg.num_groups}.txt" if (user/f"train_cluster{cfg.num_groups}.txt").is_file() else None)
@@ -167,20 +169,12 @@ def cmd_report(args) -> int:
 # %% ../nbs/09_cli.ipynb #74f8e8af
 DEMO_SIZE = dict(n_users=4, images_per_user=150, n_source=1000, size=128)
 
-def _save_fig(fig, path: Path) -> str:
-    "Save a matplotlib figure atomically as PNG; return its file name."
-    import matplotlib.pyplot as plt
-    from pis_nb.core import atomic_write
-    with atomic_write(path, 'wb') as f: fig.savefig(f, format='png', dpi=110, bbox_inches='tight')
-    plt.close(fig)
-    return path.name
-
 def data_report(data_root, out, seed: int = 0, progress: bool = True) -> Path:
     "Decode every photo and mask of a PIS-layout dataset at `data_root`, and write `report.md` with plots to `out`."
     import time, matplotlib, pandas as pd
     matplotlib.use('Agg')
     from pis_nb import explore
-    from pis_nb.report import to_markdown
+    from pis_nb.report import to_markdown, save_figure
     from pis_nb.data import UserDataset, VOCSource, list_users
     from pis_nb.core import atomic_write
     data_root, out = Path(data_root), Path(out)
@@ -200,7 +194,7 @@ def data_report(data_root, out, seed: int = 0, progress: bool = True) -> Path:
                 cooccurrence=explore.plot_cooccurrence(explore.cooccurrence(table)),
                 sizes=explore.plot_object_sizes(cstats), counts=explore.plot_class_counts(cstats),
                 channels=explore.plot_channel_stats(ch), samples=explore.show_samples(personal, n=4, seed=seed))
-    files = {k: _save_fig(f, out/f'{k}.png') for k, f in figs.items()}
+    files = {k: save_figure(f, out/f'{k}.png') for k, f in figs.items()}
     for name, df in (('users', users), ('classes', cstats), ('channels', ch)): df.to_csv(out/f'{name}.csv')
     lines = [f"# PIS dataset report: {data_root}", "",
              f"Every photo and mask read and decoded without error in {t_check:.1f} s:", "",
@@ -242,12 +236,12 @@ DEMO_CONFIG = dict(backbone='small', pretrained=False, crop_size=64, base_size=6
 DEMO_STEPS = dict(source=2000, adapt=25, stage2=25)
 DEMO_METHODS = ('source_only', 'advent', 'ours_s1', 'ours_s2')
 
-def _train_quiet(cfg, run_dir, method, stage=1, **kw):
-    "Train (or finish, or reuse) one run; fail with the run folder named when it did not finish."
+def _demo_run(cfg, run_dir, method, stage=1, **kw):
+    "Train (or finish, or reuse) one run of the demo; a run stopped by a signal stops the demo (exit code 130)."
     from pis_nb.train import train
     summary = Path(run_dir)/'summary.json'
     if (Path(run_dir)/'model.pt').is_file() and summary.is_file() and json.loads(summary.read_text()).get('status') == 'finished':
-        return Path(run_dir)                   # finished before: reuse it as it is
+        return Path(run_dir)                   # finished before: reuse it as it is, without loading it
     t = train(cfg, run_dir, method, stage, **kw)
     if t.status != 'finished': raise KeyboardInterrupt
     return Path(run_dir)
@@ -262,7 +256,7 @@ def _evaluated(run_dir: Path, progress: bool) -> Path:
 def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, steps: dict | None = None,
              progress: bool = True, log=print) -> Path:
     "Synth → checks and dataset report → groups → source-only, ADVENT, ours S1, S2 per user → evaluation → `out/report.md`."
-    import time, warnings
+    import time
     from pis_nb.synth import make_pis_synth
     from pis_nb.data import list_users
     from pis_nb.evaluate import write_report
@@ -279,20 +273,18 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
     groups = cluster_report(data/'personal', out/'data', data_rep, seed=cfg.seed, progress=progress)
     cfg.save(out)
     log(f"[4/6] source-only training ({steps['source']} steps, small backbone)")
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore', UserWarning)    # "no train_clusterK.txt": lists are passed explicitly below
-        src = _train_quiet(cfg.override(num_steps=steps['source']), out/'runs'/'source_only', 'source', progress=progress)
-        runs = [src]
-        for user in list_users(data/'personal'):
-            k, lst = groups[user].k, groups[user].path.name
-            c = cfg.override(num_steps=steps['adapt'], num_groups=k)
-            log(f"[5/6] {user} (K={k}): ADVENT, ours stage 1, ours stage 2 ({steps['adapt']} + {steps['adapt']} + "
-                f"{steps['stage2']} steps from the source-only model)")
-            kw = dict(target_user=user, target_list=lst, progress=progress)
-            runs.append(_train_quiet(c, out/'runs'/user/'advent', 'advent', init=src, **kw))
-            s1 = _train_quiet(c, out/'runs'/user/'ours_s1', 'ours', init=src, **kw)
-            runs.append(s1)
-            runs.append(_train_quiet(c.override(num_steps=steps['stage2']), out/'runs'/user/'ours_s2', 'ours', 2, init=s1, **kw))
+    src = _demo_run(cfg.override(num_steps=steps['source']), out/'runs'/'source_only', 'source', progress=progress)
+    runs = [src]
+    for user in list_users(data/'personal'):
+        k, lst = groups[user].k, groups[user].path.name
+        c = cfg.override(num_steps=steps['adapt'], num_groups=k)
+        log(f"[5/6] {user} (K={k}): ADVENT, ours stage 1, ours stage 2 ({steps['adapt']} + {steps['adapt']} + "
+            f"{steps['stage2']} steps from the source-only model)")
+        kw = dict(target_user=user, target_list=lst, progress=progress)
+        runs.append(_demo_run(c, out/'runs'/user/'advent', 'advent', init=src, **kw))
+        s1 = _demo_run(c, out/'runs'/user/'ours_s1', 'ours', init=src, **kw)
+        runs.append(s1)
+        runs.append(_demo_run(c.override(num_steps=steps['stage2']), out/'runs'/user/'ours_s2', 'ours', 2, init=s1, **kw))
     log("[6/6] evaluating every run on the labelled photos (original resolution) and writing the report")
     for r in runs: _evaluated(r, progress)
     notes = (f"PIS-Synth demo: {size['n_users']} users, small backbone trained from scratch on the synthetic source "

@@ -4,23 +4,22 @@
 
 # %% ../nbs/11_evaluate.ipynb #cc823700
 from __future__ import annotations
-import json, os, shutil, warnings
+import json, os, shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
-import numpy as np
 import pandas as pd
 import torch
 import torch.nn as nn
-import torch.nn.functional as nnf
-from .core import PisError, ConfigError, VOC_CLASSES, NUM_CLASSES, RunConfig, atomic_write, default_device
-from .data import UserDataset, DatasetError, list_users, EvalTransform, read_list
+from .core import PisError, ConfigError, VOC_CLASSES, RunConfig, atomic_write
+from .data import UserDataset, DatasetError, list_users, read_list
 from .model import pixel_entropy, pixel_attention
 from .metrics import fiou, miou, class_table, photo_table
-from .train import predict_user, refresh_memory, load_model, eval_batches, _EvalSet, _batch_context, _load_run, _autocast, amp_dtype
-from .inspector import UserPredictions, save_predictions, load_predictions
+from .train import (predict_user, refresh_memory, load_model, eval_batches, _EvalSet, _batch_context, _context_mode,
+                          _load_run)
+from .inspector import UserPredictions, save_predictions
 from .report import (Protocol, RESULT_COLUMNS, results_table, format_table, to_markdown, class_iou_table,
-                           plot_user_bars, plot_class_heatmap, rare_class_effect, plot_rare_class_effect, PAPER_TABLE1)
+                           plot_user_bars, plot_class_heatmap, rare_class_effect, plot_rare_class_effect, PAPER_TABLE1,
+                           save_figure)
 
 # %% auto #0
 __all__ = ['METRICS', 'eval_photos', 'Evaluation', 'evaluate_user', 'method_label', 'save_evaluation', 'evaluate_run',
@@ -77,7 +76,7 @@ def _context_memory(model, memory, context: str, ds, eval_size, batch_size, devi
     "The memory `predict_user` gets for `context`."
     if context not in ('auto', 'batch', 'memory'): raise ConfigError(f"context must be auto, batch or memory, got {context!r}")
     if context == 'batch' or (context == 'auto' and memory is None): return None
-    if getattr(getattr(model, 'context', None), 'mode', 'none') == 'none': return None
+    if _context_mode(model) == 'none': return None
     if memory is None:
         if transform is not None: raise ConfigError("context='memory' without a stored memory fills one with EvalTransform; drop transform=")
         memory = refresh_memory(model, model.new_memory(), ds, eval_size, batch_size, device)
@@ -101,8 +100,8 @@ def evaluate_user(model: nn.Module, user_root, memory=None, method: str = 'model
     metrics = dict(fiou=fiou(preds, labels), fiou_released=fiou(preds, labels, released=True),
                    miou=miou(preds, labels), miou_union=miou(preds, labels, occur='union'), n_photos=len(scored))
     up.add(method, preds, ents)
-    info = dict(context='memory' if mem is not None else ('batch' if getattr(getattr(model, 'context', None), 'mode', 'none') != 'none' else 'none'),
-                eval_size=eval_size, batch_size=batch_size, list_file=None if ds.list_file is None else ds.list_file.name)
+    used = 'none' if _context_mode(model) == 'none' else ('memory' if mem is not None else 'batch')
+    info = dict(context=used, eval_size=eval_size, batch_size=batch_size, list_file=None if ds.list_file is None else ds.list_file.name)
     return Evaluation(up.user, method, metrics, class_table(preds, labels), photo_table(preds, labels, up.names), up, info)
 
 # %% ../nbs/11_evaluate.ipynb #0d40589c
@@ -124,18 +123,13 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 def save_evaluation(ev: Evaluation, out_dir, seed: int = 0) -> Path:
     "Write `ev` to `out_dir/<user>/` (written aside, then moved into place): metrics, tables, predictions."
-    final = Path(out_dir)/ev.user
-    tmp = final.with_name(ev.user + '.partial')
-    if tmp.exists(): shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    up = UserPredictions(tmp.name, ev.predictions.names, ev.predictions.image_paths, ev.predictions.groups,
-                         ev.predictions.mask_paths, ev.predictions.preds, ev.predictions.entropy)
-    save_predictions(up, tmp.parent)
-    idx = json.loads((tmp/'predictions.json').read_text()); idx['user'] = ev.user
-    (tmp/'predictions.json').write_text(json.dumps(idx, indent=1))
+    final, aside = Path(out_dir)/ev.user, Path(out_dir)/f".{ev.user}.partial"
+    if aside.exists(): shutil.rmtree(aside)
+    tmp = save_predictions(ev.predictions, aside)              # aside/<user>/: pred/, entropy/, predictions.json
     (tmp/'metrics.json').write_text(json.dumps(dict(user=ev.user, method=ev.method, seed=seed, **ev.metrics, **ev.info), indent=2))
     ev.classes.to_csv(tmp/'classes.csv'); ev.photos.to_csv(tmp/'photos.csv')
     _replace_dir(tmp, final)
+    shutil.rmtree(aside)
     return final
 
 def _run_users(cfg: RunConfig, info: dict, users) -> list[Path]:
@@ -200,7 +194,7 @@ class ContextAttention:
         cols = ['photo', 'class', 'weight']
         if method not in self.models: return pd.DataFrame(columns=cols)
         net = self.models[method]
-        if getattr(getattr(net, 'context', None), 'mode', 'none') != 'group': return pd.DataFrame(columns=cols)
+        if _context_mode(net) != 'group': return pd.DataFrame(columns=cols)
         name = self.up.names[index]
         i = self._pos[name]
         dev = next(net.parameters()).device
@@ -223,12 +217,6 @@ class ContextAttention:
         return df.sort_values('weight', ascending=False, kind='stable').reset_index(drop=True)
 
 # %% ../nbs/11_evaluate.ipynb #89fa71af
-def _save_png(fig, path: Path) -> str:
-    import matplotlib.pyplot as plt
-    with atomic_write(path, 'wb') as f: fig.savefig(f, format='png', dpi=110, bbox_inches='tight')
-    plt.close(fig)
-    return path.name
-
 def _class_tables(run_dirs, label: str) -> dict:
     "{user: class table} of the evaluated runs labelled `label`."
     out = {}
@@ -264,7 +252,7 @@ def write_report(run_dirs, out_dir, title: str = 'Results', protocol: Protocol |
         paper = PAPER_TABLE1[metric].reindex(mean.index)
         if paper.notna().any(): tab['paper mean (PIS, ResNet-50)'] = [f"{v:.2f}" if pd.notna(v) else '-' for v in paper]
         md += [f"## {name}", '', to_markdown(tab), '']
-        md += [f"![{metric} per user]({_save_png(plot_user_bars(res, metric, methods), out/f'{metric}_per_user.png')})", '']
+        md += [f"![{metric} per user]({save_figure(plot_user_bars(res, metric, methods), out/f'{metric}_per_user.png')})", '']
     best = results_table(res, 'fiou', methods)[0]['Mean'].idxmax()
     ct = _class_tables(run_dirs, best)
     if ct:
@@ -273,7 +261,7 @@ def write_report(run_dirs, out_dir, title: str = 'Results', protocol: Protocol |
         md += [f"## Class IoU (%) of {best} per user (Tables 7–8 shape)", '',
                to_markdown(format_table(iou[keep]).astype(str) + photos[keep].astype(str).radd(' (').add(')')),
                '', 'Each cell: IoU (labelled photos holding the class); `-`: the class is in no label.', '',
-               f"![class IoU]({_save_png(plot_class_heatmap(iou, photos), out/'class_iou.png')})", '']
+               f"![class IoU]({save_figure(plot_class_heatmap(iou, photos), out/'class_iou.png')})", '']
     for with_ctx, without in (('ours_s1', 'advent'), ('ours_s1_memory', 'advent')):
         a, b = _class_tables(run_dirs, with_ctx), _class_tables(run_dirs, without)
         users = sorted(set(a) & set(b))
@@ -283,7 +271,7 @@ def write_report(run_dirs, out_dir, title: str = 'Results', protocol: Protocol |
                 md += [f"## Group context and rare classes ({with_ctx} against {without}, appendix A.3)", '',
                        f"Mean IoU change: classes in ≤ 5 labelled photos {eff[eff.photos <= 5].delta.mean():+.2f} points, "
                        f"others {eff[eff.photos > 5].delta.mean():+.2f} points.", '',
-                       f"![rare classes]({_save_png(plot_rare_class_effect(eff), out/f'rare_classes_{with_ctx}.png')})", '']
+                       f"![rare classes]({save_figure(plot_rare_class_effect(eff), out/f'rare_classes_{with_ctx}.png')})", '']
     with atomic_write(out/'results.csv') as f: res.to_csv(f, index=False)
     with atomic_write(out/'report.md') as f: f.write('\n'.join(md) + '\n')
     return out/'report.md'

@@ -159,14 +159,10 @@ class VGGBackbone(nn.Module):
 class ReleasedVGGBackbone(nn.Module):
     "The released code's VGG-16: torchvision `vgg16_bn` `features[:32]` (up to conv4_3's BN, no ReLU); aux on pool3 (stride 8)."
     aux_channels, out_channels, split = 256, 512, 24
-    _cfg = [64, 64, 'M', 128, 128, 'M', 256, 256, 256, 'M', 512, 512, 512]
     def __init__(self, pretrained: bool = True):
         super().__init__()
-        layers, c = [], 3
-        for v in self._cfg:
-            if v == 'M': layers.append(nn.MaxPool2d(2, 2))
-            else: layers += [nn.Conv2d(c, v, 3, padding=1), nn.BatchNorm2d(v), nn.ReLU(inplace=True)]; c = v
-        self.features = nn.Sequential(*layers[:-1])          # up to conv4_3's BatchNorm: indices 0..31
+        from torchvision.models.vgg import make_layers, cfgs
+        self.features = make_layers(cfgs['D'], batch_norm=True)[:32]   # torchvision's vgg16_bn layers 0..31: up to conv4_3's BN
         _init_conv(self)
         if pretrained:
             from torchvision.models import VGG16_BN_Weights

@@ -13,7 +13,7 @@ import seaborn as sns
 # %% auto #0
 __all__ = ['RESULT_COLUMNS', 'PAPER_TABLE1', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE5', 'Protocol', 'results_table',
            'format_table', 'to_markdown', 'class_iou_table', 'plot_user_bars', 'plot_class_heatmap',
-           'rare_class_effect', 'plot_rare_class_effect']
+           'rare_class_effect', 'plot_rare_class_effect', 'save_figure']
 
 # %% ../nbs/08_report.ipynb #38f528a9
 @dataclass
@@ -149,3 +149,13 @@ def plot_rare_class_effect(effect: pd.DataFrame, ax=None) -> plt.Figure:
     ax.set_title('What group context does to rare and frequent classes'); ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc='upper left')
     ax.figure.tight_layout()
     return ax.figure
+
+# %% ../nbs/08_report.ipynb #a0ee6ef3
+def save_figure(fig: plt.Figure, path) -> str:
+    "Save `fig` as a PNG at `path` atomically (110 dpi) and close it; returns the file name, for a markdown link."
+    from pathlib import Path
+    from pis_nb.core import atomic_write
+    path = Path(path)
+    with atomic_write(path, 'wb') as f: fig.savefig(f, format='png', dpi=110, bbox_inches='tight')
+    plt.close(fig)
+    return path.name

@@ -309,6 +309,10 @@ def _stack(items: list[dict], pos: list[int], device: torch.device) -> torch.Ten
     x = torch.stack([items[j]['image'] for j in pos]).to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if device.type == 'cuda' else x
 
+def _context_mode(model: nn.Module) -> str:
+    "The group-context mode of a network ('none' for one without a context module)."
+    return getattr(getattr(_unwrap(model), 'context', None), 'mode', 'none')
+
 def _batch_context(net: nn.Module, items: list[dict], groups: torch.Tensor, device, dt) -> GroupMemory:
     "A temporary memory holding the regions of one context batch, each photo at its own size."
     mem = net.new_memory()
@@ -332,8 +336,7 @@ def predict_user(model: nn.Module, ds, eval_size: int | tuple[int, int] = 320, b
     loader = DataLoader(_EvalSet(ds, eval_size, transform), batch_sampler=batches, collate_fn=list,
                         num_workers=num_workers, pin_memory=device.type == 'cuda')
     net = _unwrap(model)
-    ctx = getattr(net, 'context', None)
-    mode, exact = getattr(ctx, 'mode', 'none'), bool(getattr(ctx, 'exact_released', False)) and memory is None
+    mode, exact = _context_mode(net), bool(getattr(getattr(net, 'context', None), 'exact_released', False)) and memory is None
     dt, was_training = amp_dtype(device, amp), model.training
     model.eval()
     try:
