@@ -61,20 +61,21 @@ def bench_grid(users: Sequence[str], seeds: Sequence[int] = (0, 1, 2), tables=('
 BENCH_SIZES = {
     'tiny': dict(synth=dict(n_users=2, images_per_user=16, n_source=24, size=48),
                  config=dict(crop_size=32, base_size=32, eval_size=32, batch_size=4),
-                 steps=dict(source=3, adapt=2, stage2=2),
+                 steps=dict(source=3, adapt=2, stage2=2), users=None, seeds=(0,),
                  about="tests only: checks the machinery in seconds, says nothing about the methods"),
     'medium': dict(synth=dict(n_users=4, images_per_user=150, n_source=1000, size=128),
-                   config=dict(crop_size=64, base_size=64, eval_size=64, batch_size=8),
-                   steps=dict(source=8000, adapt=1000, stage2=1000),
+                   config=dict(crop_size=64, base_size=64, eval_size=64, batch_size=8, disc_width=32),
+                   steps=dict(source=8000, adapt=400, stage2=400), users=('id1', 'id2'), seeds=(0, 1, 2),
                    about="the documented size: 4 users x 150 photos (45 labelled), 1,000 source images of 128 px, "
-                         "small backbone from scratch, 8,000 source steps, 1,000 steps per adaptation run"),
+                         "small backbone from scratch, 8,000 source steps, 400 steps per adaptation run "
+                         "(discriminators of width 32), users id1 and id2, seeds 0, 1 and 2"),
 }
 
 def bench_size(size) -> dict:
-    "The size named `size` (a key of `BENCH_SIZES`), or `size` itself when it is a dict with the same keys."
+    "The size named `size` (a key of `BENCH_SIZES`), or `size` itself when it is a dict with the same keys (`users`, `seeds` optional)."
     if isinstance(size, dict):
         if missing := {'synth', 'config', 'steps'} - set(size): raise PisError(f"size: missing {sorted(missing)}")
-        return size
+        return {'users': None, 'seeds': (0, 1, 2), **size}
     if size not in BENCH_SIZES: raise PisError(f"size: unknown size {size!r} (known: {', '.join(BENCH_SIZES)})")
     return BENCH_SIZES[size]
 
@@ -299,7 +300,7 @@ def prepare_targets(personal_root, out_dir, users, seeds, tables, embedder: str,
                 targets[(u, s, 'mix_all')], targets[(u, s, 'mix_sample')] = mix, m
     return groupings, targets
 
-def run_bench(out_dir, size='tiny', steps: dict | None = None, seeds=(0, 1, 2), users=None, tables=('1', '3', '4', '5'),
+def run_bench(out_dir, size='tiny', steps: dict | None = None, seeds=None, users=None, tables=('1', '3', '4', '5'),
               data=None, cfg: RunConfig | None = None, max_cells: int | None = None, progress: bool = True,
               log: Callable | None = None) -> BenchRun:
     "Run (or continue) the benchmark in `out_dir`: every cell of `bench_grid` trained, evaluated and timed; writes bench.csv, results.csv, bench.md."
@@ -308,6 +309,8 @@ def run_bench(out_dir, size='tiny', steps: dict | None = None, seeds=(0, 1, 2), 
     t0 = time.perf_counter()
     log = log or (print if progress else (lambda *a, **k: None))
     out, spec = Path(out_dir), bench_size(size)
+    seeds = spec['seeds'] if seeds is None else seeds        # None: the size's own users and seeds
+    users = spec['users'] if users is None else users
     steps = {**spec['steps'], **(steps or {})}
     if bad := [k for k, v in steps.items() if not isinstance(v, int) or v < 1]: raise PisError(f"steps: {bad} must be integers >= 1")
     if max_cells is not None and max_cells < 0: raise PisError(f"max_cells must be >= 0, got {max_cells}")
@@ -554,11 +557,12 @@ def measure_step_s(size='medium', methods=('source', 'advent', 'ours'), steps: i
             out[m] = float(np.median([t.benchmark(1, warmup=0)['s_per_step'] for _ in range(steps)]))   # median: robust to a busy machine
     return out
 
-def estimate_bench(size='medium', step_s: dict | None = None, seeds=(0, 1, 2), users=None, tables=('1', '3', '4', '5'),
+def estimate_bench(size='medium', step_s: dict | None = None, seeds=None, users=None, tables=('1', '3', '4', '5'),
                    overhead_s: float = 5.0) -> dict:
     "Estimated wall time (s) of a bench: runs × steps × measured seconds per step (+ `overhead_s` per cell for setup and evaluation)."
     spec = bench_size(size)
-    users = users or [f"id{i}" for i in range(1, spec['synth']['n_users'] + 1)]
+    seeds = spec['seeds'] if seeds is None else seeds
+    users = users or spec['users'] or [f"id{i}" for i in range(1, spec['synth']['n_users'] + 1)]
     step_s = step_s or measure_step_s(size)
     n, st = count_runs(users, seeds, tables), spec['steps']
     adapt_s = max(v for k, v in step_s.items() if k != 'source')
@@ -575,10 +579,10 @@ def add_bench_parser(sub):
     s.set_defaults(fn=cmd_bench)
     s.add_argument('out', help='bench folder (created; an existing one is continued, finished cells are reused)')
     s.add_argument('--size', default='medium', choices=list(BENCH_SIZES), help='medium: the documented size; tiny: a smoke test')
-    s.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='training seeds (default: 0 1 2)')
+    s.add_argument('--seeds', type=int, nargs='+', help="training seeds (default: the size's; medium: 0 1 2)")
     s.add_argument('--tables', nargs='+', default=['1', '3', '4', '5'], choices=list(TABLES),
                    help='tables to run (1 also gives Table 2; default: 1 3 4 5)')
-    s.add_argument('--users', nargs='+', help='users to run on (default: every user of the data)')
+    s.add_argument('--users', nargs='+', help="users to run on (default: the size's; medium: id1 id2; tiny: every user)")
     s.add_argument('--data', help='where PIS-Synth is generated or reused (default: OUT/data)')
     s.add_argument('--max-cells', type=int, help='stop after computing this many cells (run again to continue)')
     s.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting of the recipe (repeatable)')
@@ -588,7 +592,7 @@ def add_bench_parser(sub):
 def cmd_bench(args) -> int:
     "Run `run_bench` from parsed arguments; print the verdicts and the report's path."
     cfg = RunConfig().override(*args.set, source='--set') if getattr(args, 'set', None) else None
-    r = run_bench(args.out, size=args.size, seeds=tuple(args.seeds), users=args.users, tables=tuple(args.tables),
+    r = run_bench(args.out, size=args.size, seeds=None if args.seeds is None else tuple(args.seeds), users=args.users, tables=tuple(args.tables),
                   data=args.data, cfg=cfg, max_cells=args.max_cells, progress=not args.quiet,
                   log=(lambda *a, **k: None) if args.quiet else print)
     if len(r.cells): print('\n'.join(verdict_lines(verdicts(r.cells))))

@@ -4,14 +4,15 @@
 
 # %% ../nbs/09_cli.ipynb #81763aee
 from __future__ import annotations
-import argparse, json, sys
+import argparse, json, os, shutil, sys
 from pathlib import Path
 from .core import PisError, RunConfig
 
 # %% auto #0
-__all__ = ['DEMO_SIZE', 'DEMO_CONFIG', 'DEMO_STEPS', 'DEMO_METHODS', 'cmd_config', 'cmd_check', 'cmd_synth', 'cmd_cluster',
-           'cmd_train', 'cmd_pseudo', 'cmd_eval', 'cmd_report', 'data_report', 'cluster_report', 'run_demo', 'cmd_demo',
-           'main']
+__all__ = ['DEMO_SIZE', 'DEMO_CONFIG', 'DEMO_STEPS', 'DEMO_METHODS', 'SOURCE_MODEL', 'SOURCE_RECIPE_KEYS', 'cmd_config',
+           'cmd_check', 'cmd_synth', 'cmd_cluster', 'cmd_train', 'cmd_pseudo', 'cmd_eval', 'cmd_report', 'data_report',
+           'cluster_report', 'shipped_source_dir', 'file_sha256', 'ship_source_model', 'install_source_model',
+           'run_demo', 'cmd_demo', 'main']
 
 # %% ../nbs/09_cli.ipynb #5464d57b
 def _config_from(args) -> RunConfig:
@@ -230,10 +231,10 @@ def cluster_report(personal_root, out, report, k='auto', seed: int = 0, progress
     with atomic_write(report) as f: f.write(text)
     return results
 
-# The demo's training recipe: the small backbone from scratch (no ImageNet weights can be assumed), short runs.
+# The demo's training recipe: the small backbone (no ImageNet weights can be assumed), short runs.
 DEMO_CONFIG = dict(backbone='small', pretrained=False, crop_size=64, base_size=64, eval_size=64, batch_size=8,
-                   num_workers=0, lr=0.01, embedder='colour-texture')
-DEMO_STEPS = dict(source=2000, adapt=25, stage2=25)
+                   num_workers=0, lr=0.01, embedder='colour-texture', disc_width=32)
+DEMO_STEPS = dict(source=2000, adapt=50, stage2=50)   # source: only with from_scratch
 DEMO_METHODS = ('source_only', 'advent', 'ours_s1', 'ours_s2')
 
 def _demo_run(cfg, run_dir, method, stage=1, **kw):
@@ -253,9 +254,88 @@ def _evaluated(run_dir: Path, progress: bool) -> Path:
     if not res.is_file() or res.stat().st_mtime < (run_dir/'model.pt').stat().st_mtime: evaluate_run(run_dir, progress=progress)
     return run_dir
 
+# %% ../nbs/09_cli.ipynb #c125a834
+SOURCE_MODEL = 'pis-synth-source-small'
+# the settings a source model's weights depend on: a shipped model is refused when the run differs in any of them
+SOURCE_RECIPE_KEYS = ('backbone', 'pretrained', 'crop_size', 'base_size', 'scale_min', 'scale_max', 'batch_size', 'lr',
+                      'momentum', 'weight_decay', 'poly_power', 'lambda_seg_main', 'lambda_seg_aux', 'key_channels')
+
+def shipped_source_dir() -> Path:
+    "The folder of the source-only model shipped with the kit (package data `pis_nb/assets/pis-synth-source-small`)."
+    from importlib.resources import files
+    return Path(str(files('pis_nb')))/'assets'/SOURCE_MODEL
+
+def file_sha256(path) -> str:
+    "SHA-256 hex digest of a file, read in 1 MiB blocks."
+    import hashlib
+    h = hashlib.sha256()
+    with open(path, 'rb') as f:
+        for block in iter(lambda: f.read(1 << 20), b''): h.update(block)
+    return h.hexdigest()
+
+def _replace_dir(part: Path, dest: Path) -> Path:
+    "Move the finished folder `part` to `dest`, replacing what was there."
+    if dest.exists(): shutil.rmtree(dest)
+    os.replace(part, dest)
+    return dest
+
+def ship_source_model(run_dir, dest=None, note: str = '') -> Path:
+    "Write a finished source-only run as a shipped model folder at `dest` (default: the package's): model.pt (network only), config.json, run.json, summary.json, provenance.json."
+    import torch
+    from pis_nb.train import load_checkpoint
+    run_dir = Path(run_dir)
+    dest = Path(dest) if dest is not None else shipped_source_dir()
+    for name in ('model.pt', 'config.json', 'run.json', 'summary.json'):
+        if not (run_dir/name).is_file(): raise PisError(f"{run_dir}: no {name}; ship a finished source-only run")
+    info, summary = (json.loads((run_dir/n).read_text(encoding='utf-8')) for n in ('run.json', 'summary.json'))
+    if info.get('method') != 'source' or summary.get('status') != 'finished':
+        raise PisError(f"{run_dir}: a {info.get('method')} run, {summary.get('status')}; ship a finished source-only run")
+    default = RunConfig()   # the machine's data paths stay behind
+    cfg = RunConfig.load(run_dir).override(source_root=default.source_root, personal_root=default.personal_root)
+    ck = load_checkpoint(run_dir/'model.pt')
+    part = dest.with_name(dest.name + '.partial')
+    if part.exists(): shutil.rmtree(part)
+    part.mkdir(parents=True)
+    torch.save({**ck, 'config': cfg.to_dict(), 'memory': None, 'discriminators': None}, part/'model.pt')
+    cfg.save(part)
+    for name in ('run.json', 'summary.json'): shutil.copyfile(run_dir/name, part/name)
+    prov = dict(sha256=file_sha256(part/'model.pt'), steps=summary['step'], seconds=summary.get('elapsed_s'),
+                device=summary.get('device'), torch=info.get('torch'), note=note)
+    (part/'provenance.json').write_text(json.dumps(prov, indent=1) + '\n')
+    return _replace_dir(part, dest)
+
+def install_source_model(run_dir, cfg: RunConfig, src=None) -> Path:
+    "Make `run_dir` a finished source-only run holding the shipped model `src` (checked by SHA-256 and against `cfg`'s recipe); kept when already there."
+    src = Path(src) if src is not None else shipped_source_dir()
+    run_dir = Path(run_dir)
+    if not (src/'provenance.json').is_file() or not (src/'model.pt').is_file():
+        raise PisError(f"{src}: the shipped source model is missing (reinstall pis-nb, or train one with --from-scratch)")
+    prov = json.loads((src/'provenance.json').read_text(encoding='utf-8'))
+    mine = run_dir/'provenance.json'
+    if mine.is_file() and (run_dir/'model.pt').is_file() and json.loads(mine.read_text(encoding='utf-8')) == prov:
+        return run_dir
+    if run_dir.exists():
+        raise PisError(f"{run_dir}: holds another source-only run (one trained here, or another shipped model); "
+                       "use another output folder")
+    if (digest := file_sha256(src/'model.pt')) != prov['sha256']:
+        raise PisError(f"{src/'model.pt'}: SHA-256 {digest[:12]}... does not match provenance.json ({prov['sha256'][:12]}...): "
+                       "the file is damaged; reinstall pis-nb, or train one with --from-scratch")
+    shipped = RunConfig.load(src)
+    if diff := [k for k in SOURCE_RECIPE_KEYS if getattr(shipped, k) != getattr(cfg, k)]:
+        raise PisError(f"{src}: the shipped source model was trained with "
+                       + ', '.join(f"{k}={getattr(shipped, k)!r}" for k in diff) + ", this run sets "
+                       + ', '.join(f"{k}={getattr(cfg, k)!r}" for k in diff) + "; train one with --from-scratch")
+    part = run_dir.with_name(run_dir.name + '.partial')
+    if part.exists(): shutil.rmtree(part)
+    part.mkdir(parents=True)
+    for name in ('model.pt', 'run.json', 'summary.json', 'provenance.json'): shutil.copyfile(src/name, part/name)
+    shipped.override(source_root=cfg.source_root, personal_root=cfg.personal_root).save(part)
+    return _replace_dir(part, run_dir)
+
+# %% ../nbs/09_cli.ipynb #189e9f9a
 def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, steps: dict | None = None,
-             progress: bool = True, log=print) -> Path:
-    "Synth → checks and dataset report → groups → source-only, ADVENT, ours S1, S2 per user → evaluation → `out/report.md`."
+             progress: bool = True, log=print, from_scratch: bool = False) -> Path:
+    "Synth → checks and dataset report → groups → source-only (shipped, or trained with `from_scratch`), ADVENT, ours S1, S2 per user → evaluation → `out/report.md`."
     import time
     from pis_nb.synth import make_pis_synth
     from pis_nb.data import list_users
@@ -272,8 +352,20 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
     log("[3/6] grouping every user's photos (stage 0, K per user by silhouette)")
     groups = cluster_report(data/'personal', out/'data', data_rep, seed=cfg.seed, progress=progress)
     cfg.save(out)
-    log(f"[4/6] source-only training ({steps['source']} steps, small backbone)")
-    src = _demo_run(cfg.override(num_steps=steps['source']), out/'runs'/'source_only', 'source', progress=progress)
+    src = out/'runs'/'source_only'
+    if from_scratch:
+        log(f"[4/6] source-only training from scratch ({steps['source']} steps, small backbone)")
+        if (src/'provenance.json').is_file():
+            raise PisError(f"{src}: holds the shipped source model; train from scratch in another output folder")
+        _demo_run(cfg.override(num_steps=steps['source']), src, 'source', progress=progress)
+        origin = f"trained from scratch on the synthetic source ({steps['source']} steps"
+    else:
+        install_source_model(src, cfg)
+        prov = json.loads((src/'provenance.json').read_text(encoding='utf-8'))
+        log(f"[4/6] source-only model: the kit's, trained on the PIS-Synth source ({prov['steps']} steps; "
+            "--from-scratch trains one here)")
+        origin = (f"the kit's shipped source-only model, trained on the synthetic source by `pis-nb bench --size medium` "
+                  f"({prov['steps']} steps, sha256 {prov['sha256'][:12]}; `--from-scratch` trains one in the demo instead")
     runs = [src]
     for user in list_users(data/'personal'):
         k, lst = groups[user].k, groups[user].path.name
@@ -287,8 +379,8 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
         runs.append(_demo_run(c.override(num_steps=steps['stage2']), out/'runs'/user/'ours_s2', 'ours', 2, init=s1, **kw))
     log("[6/6] evaluating every run on the labelled photos (original resolution) and writing the report")
     for r in runs: _evaluated(r, progress)
-    notes = (f"PIS-Synth demo: {size['n_users']} users, small backbone trained from scratch on the synthetic source "
-             f"({steps['source']} steps, crop {cfg.crop_size}, batch {cfg.batch_size}, lr {cfg.lr}); every adaptation run "
+    notes = (f"PIS-Synth demo: {size['n_users']} users, small backbone: {origin}, crop {cfg.crop_size}, "
+             f"batch {cfg.batch_size}, lr {cfg.lr}); every adaptation run "
              f"starts from that source-only model (a warm start, unlike the paper) and trains {steps['adapt']} steps "
              f"(stage 2: {steps['stage2']} more from ours stage 1), K per user by silhouette. Short CPU runs: the numbers "
              "show the pipeline working, not the paper's effect sizes; `pis-nb bench` measures those. "
@@ -301,10 +393,10 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
 
 def cmd_demo(args) -> int:
     "The main job on the embedded default: PIS-Synth, checks, groups, four methods trained and evaluated, a report."
-    run_demo(args.data, args.out, _config_from(args), progress=not args.quiet)
+    run_demo(args.data, args.out, _config_from(args), progress=not args.quiet, from_scratch=args.from_scratch)
     return 0
 
-# %% ../nbs/09_cli.ipynb #c125a834
+# %% ../nbs/09_cli.ipynb #39d05321
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog='pis-nb', description='Personalized image semantic segmentation (PIS) research kit.')
     sub = p.add_subparsers(dest='command', metavar='COMMAND', required=True)
@@ -371,6 +463,8 @@ def _parser() -> argparse.ArgumentParser:
                                           'trained and evaluated, report'))
     s.add_argument('--data', default='data/pis-synth', help='where PIS-Synth is generated (reused when present)')
     s.add_argument('--out', default='runs/demo', help='folder for report.md, the runs, the plots and config.json')
+    s.add_argument('--from-scratch', action='store_true',
+                   help="train the source-only model here instead of starting from the kit's shipped one")
     s.add_argument('--quiet', action='store_true', help='no progress bars')
     from pis_nb.bench import add_bench_parser       # `pis-nb bench`: see 13_bench.ipynb
     add_bench_parser(sub)

@@ -129,6 +129,7 @@ class RunConfig:
     lambda_seg_aux: float = _doc(0.4, "weight of the source cross-entropy on the auxiliary output")
     lambda_adv_main: float = _doc(0.001, "weight of the adversarial entropy loss on the main output")
     lambda_adv_aux: float = _doc(0.0002, "weight of the adversarial entropy loss on the auxiliary output")
+    disc_width: int = _doc(64, "first-layer width w of each discriminator, layers w-2w-4w-8w-1 (ADVENT: 64)")
     # --- optimisation
     lr: float = _doc(2.5e-4, "segmentation network SGD learning rate (paper; released config: 2.5e-3)")
     momentum: float = _doc(0.9, "SGD momentum")
@@ -159,7 +160,7 @@ class RunConfig:
         for k, opts in self._choices.items():
             if getattr(self, k) not in opts:
                 raise ConfigError(f"{source}: {k} must be one of {', '.join(opts)}, got {getattr(self, k)!r}")
-        for k in ('crop_size', 'base_size', 'eval_size', 'batch_size', 'num_groups', 'num_steps', 'key_channels'):
+        for k in ('crop_size', 'base_size', 'eval_size', 'batch_size', 'num_groups', 'num_steps', 'key_channels', 'disc_width'):
             if getattr(self, k) < 1: raise ConfigError(f"{source}: {k} must be >= 1, got {getattr(self, k)}")
         if not 0 < self.scale_min <= self.scale_max:
             raise ConfigError(f"{source}: need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")

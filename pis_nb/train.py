@@ -609,7 +609,8 @@ class Trainer:
     def _build_networks(self) -> None:
         cfg = self.cfg
         self.model = PISNet.from_config(cfg).to(self.device)
-        self.discs = Discriminators(NUM_CLASSES).to(self.device) if self.method.adversarial else None
+        widths = [cfg.disc_width * 2 ** i for i in range(4)]   # ADVENT's 64-128-256-512 at the default width
+        self.discs = Discriminators(NUM_CLASSES, widths).to(self.device) if self.method.adversarial else None
         self.memory = self.model.new_memory() if self.use_memory else None
         if self.device.type == 'cuda':
             self.model.to(memory_format=torch.channels_last)
