@@ -19,7 +19,8 @@ __all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'P
            'bench_grid', 'bench_size', 'bench_config', 'mixed_folder', 'Grouping', 'group_folder', 'Cell', 'cell_dir',
            'source_dir', 'plan_cells', 'cell_done', 'run_cell', 'BenchRun', 'prepare_targets', 'run_bench',
            'bench_table', 'paired_delta', 'k_effect', 'verdicts', 'verdict_lines', 'bench_markdown', 'write_bench',
-           'load_bench', 'count_runs', 'measure_step_s', 'estimate_bench', 'add_bench_parser', 'cmd_bench']
+           'load_bench', 'count_runs', 'measure_step_s', 'estimate_bench', 'add_bench_parser', 'cmd_bench',
+           'context_sensitivity']
 
 # %% ../nbs/13_bench.ipynb #c4a01925
 RECIPE = dict(method='ours', stage=1, context_mode='group', memory=False, k='auto', target='personal')
@@ -599,3 +600,27 @@ def cmd_bench(args) -> int:
     state = 'complete' if r.complete else 'stopped early (run the same command again to continue)'
     print(f"bench {state}: {len(r.cells)} cells done, {len(r.computed)} computed now; report {r.report}")
     return 0
+
+# %% ../nbs/13_bench.ipynb #12bf2b2d
+def context_sensitivity(model, user_root, list_file: str | None = None, eval_size: int = 320, batch_size: int = 8,
+                        seed: int = 0, device=None) -> pd.DataFrame:
+    "FIoU, changed pixels and probability shift (%) of `model` on a user's labelled photos with their own groups, each photo alone, and randomly regrouped."
+    import copy
+    from pis_nb.evaluate import eval_photos
+    from pis_nb.train import predict_user
+    from pis_nb.metrics import fiou
+    ds, scored = eval_photos(user_root, list_file)
+    regroup = dict(group=ds.groups, alone=np.arange(len(ds)), shuffled=np.random.default_rng(seed).permutation(ds.groups))
+    probs, masks = {}, {}
+    for name, groups in regroup.items():
+        d = copy.copy(ds)
+        d._groups = [int(g) for g in groups]
+        out = {r['index']: r for r in predict_user(model, d, eval_size, batch_size, device, only=scored)}
+        probs[name] = [out[i]['prob'] for i in scored]
+        masks = [out[i]['mask'] for i in scored]
+    ref = probs['group']
+    def mean_over_photos(f, ps): return 100 * float(np.mean([f(p, q).item() for p, q in zip(ps, ref)]))
+    return pd.DataFrame([dict(context=n, fiou=100 * fiou([p.argmax(0) for p in ps], masks),
+                              changed_pixels=mean_over_photos(lambda p, q: (p.argmax(0) != q.argmax(0)).float().mean(), ps),
+                              prob_shift=mean_over_photos(lambda p, q: 0.5 * (p - q).abs().sum(0).mean(), ps))
+                         for n, ps in probs.items()]).set_index('context')
