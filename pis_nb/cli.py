@@ -358,14 +358,14 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
         if (src/'provenance.json').is_file():
             raise PisError(f"{src}: holds the shipped source model; train from scratch in another output folder")
         _demo_run(cfg.override(num_steps=steps['source']), src, 'source', progress=progress)
-        origin = f"trained from scratch on the synthetic source ({steps['source']} steps"
+        origin = f"trained from scratch on the synthetic source ({steps['source']} steps)"
     else:
         install_source_model(src, cfg)
         prov = json.loads((src/'provenance.json').read_text(encoding='utf-8'))
         log(f"[4/6] source-only model: the kit's, trained on the PIS-Synth source ({prov['steps']} steps; "
             "--from-scratch trains one here)")
         origin = (f"the kit's shipped source-only model, trained on the synthetic source by `pis-nb bench --size medium` "
-                  f"({prov['steps']} steps, sha256 {prov['sha256'][:12]}; `--from-scratch` trains one in the demo instead")
+                  f"({prov['steps']} steps, sha256 {prov['sha256'][:12]}; `--from-scratch` trains one in the demo instead)")
     runs = [src]
     for user in list_users(data/'personal'):
         k, lst = groups[user].k, groups[user].path.name
@@ -379,8 +379,8 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
         runs.append(_demo_run(c.override(num_steps=steps['stage2']), out/'runs'/user/'ours_s2', 'ours', 2, init=s1, **kw))
     log("[6/6] evaluating every run on the labelled photos (original resolution) and writing the report")
     for r in runs: _evaluated(r, progress)
-    notes = (f"PIS-Synth demo: {size['n_users']} users, small backbone: {origin}, crop {cfg.crop_size}, "
-             f"batch {cfg.batch_size}, lr {cfg.lr}); every adaptation run "
+    notes = (f"PIS-Synth demo: {size['n_users']} users, small backbone: {origin}; crop {cfg.crop_size}, "
+             f"batch {cfg.batch_size}, lr {cfg.lr}; every adaptation run "
              f"starts from that source-only model (a warm start, unlike the paper) and trains {steps['adapt']} steps "
              f"(stage 2: {steps['stage2']} more from ours stage 1), K per user by silhouette. Short CPU runs: the numbers "
              "show the pipeline working, not the paper's effect sizes; `pis-nb bench` measures those. "
