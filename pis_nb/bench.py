@@ -611,13 +611,13 @@ def context_sensitivity(model, user_root, list_file: str | None = None, eval_siz
     from pis_nb.metrics import fiou
     ds, scored = eval_photos(user_root, list_file)
     regroup = dict(group=ds.groups, alone=np.arange(len(ds)), shuffled=np.random.default_rng(seed).permutation(ds.groups))
-    probs, masks = {}, {}
+    probs, masks = {}, None
     for name, groups in regroup.items():
         d = copy.copy(ds)
         d._groups = [int(g) for g in groups]
-        out = {r['index']: r for r in predict_user(model, d, eval_size, batch_size, device, only=scored)}
+        out = {r['index']: r for r in predict_user(model, d, eval_size, batch_size, device, only=scored, with_masks=masks is None)}
         probs[name] = [out[i]['prob'] for i in scored]
-        masks = [out[i]['mask'] for i in scored]
+        if masks is None: masks = [out[i]['mask'] for i in scored]     # the labels are read once
     ref = probs['group']
     def mean_over_photos(f, ps): return 100 * float(np.mean([f(p, q).item() for p, q in zip(ps, ref)]))
     return pd.DataFrame([dict(context=n, fiou=100 * fiou([p.argmax(0) for p in ps], masks),
