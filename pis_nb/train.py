@@ -28,7 +28,7 @@ __all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'RUNTIME_SETTINGS
            'poly_factor', 'set_lr', 'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks', 'BatchStream',
            'forward_model', 'eval_batches', 'predict_user', 'refresh_memory', 'pseudo_mask', 'PseudoLabels',
            'make_pseudo_labels', 'PseudoLabelSet', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'pass_through_context', 'load_model',
+           'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'start_context', 'load_model',
            'train', 'benchmark_training']
 
 # %% ../nbs/06_train.ipynb #d305d121
@@ -667,8 +667,8 @@ def load_weights(net: nn.Module, state: dict, path) -> list[str]:
     return fresh
 
 @torch.no_grad()
-def pass_through_context(net: nn.Module, images: torch.Tensor) -> bool:
-    "Make a fresh context's fusion ψ pass the features X through unchanged (its weights on the context zero, its BatchNorm set to X's statistics on `images`); False when the network has no fusion."
+def start_context(net: nn.Module, images: torch.Tensor, seed: int = 0) -> bool:
+    "Start a fresh context on a warm-started network: ψ passes X through (identity weights, BatchNorm at X's statistics on `images`) plus a freshly initialised context term; in the paper variant φ and ϕ start as one shared projection. False when the network has no fusion."
     ctx = getattr(net, 'context', None)
     if ctx is None or ctx.mode == 'none' or not hasattr(ctx, 'fuse'): return False
     conv, bn = ctx.fuse.conv, ctx.fuse.norm
@@ -678,24 +678,30 @@ def pass_through_context(net: nn.Module, images: torch.Tensor) -> bool:
     finally: net.train(was)
     ch = x.shape[1]
     start = conv.in_channels - ch if (ctx.mode == 'group' and ctx.variant == 'released') else 0   # where X sits in the concatenation
-    w = torch.zeros_like(conv.weight)
-    w[:, start:start + ch] = torch.eye(ch, dtype=w.dtype, device=w.device)[:, :, None, None]
-    conv.weight.copy_(w)
+    g = torch.Generator().manual_seed(seed)
+    bound = (conv.in_channels - ch) ** -0.5            # a fresh 1x1 conv's scale over the context channels
+    w = torch.empty(conv.weight.shape).uniform_(-bound, bound, generator=g)
+    w[:, start:start + ch] = torch.eye(ch)[:, :, None, None]
+    conv.weight.copy_(w.to(conv.weight))
     mean, var = x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False)
     bn.running_mean.copy_(mean); bn.running_var.copy_(var)
     bn.weight.copy_((var + bn.eps).sqrt()); bn.bias.copy_(mean)
+    if ctx.mode == 'group' and ctx.variant == 'paper':  # pixels first attend to the regions that look like them
+        proj = torch.linalg.qr(torch.randn(ctx.key_channels, ch, generator=g))[0] * 2.0
+        ctx.query.weight.copy_(proj[:, :, None, None].to(ctx.query.weight)); ctx.query.bias.zero_()
+        ctx.key.weight.copy_(proj.to(ctx.key.weight)); ctx.key.bias.zero_()
     return True
 
 @patch
 def _load_init(self: Trainer, init) -> Path:
-    "Load network (and discriminator, memory) weights from `init`; a fresh group context starts as a pass-through."
+    "Load network (and discriminator, memory) weights from `init`; a fresh group context is started by `start_context`."
     path = _init_file(init)
     ck = load_checkpoint(path, map_location=self.device)
     fresh = load_weights(self.net, ck['model'], path)
     if any(k.startswith('context.fuse.') for k in fresh):
         es = EvalTransform((self.cfg.crop_size, self.cfg.crop_size))
         pick = range(min(16, len(self.source_ds)))
-        pass_through_context(self.net, torch.stack([es(self.source_ds[i])['image'] for i in pick]).to(self.device))
+        start_context(self.net, torch.stack([es(self.source_ds[i])['image'] for i in pick]).to(self.device), self.cfg.seed)
     if self.discs is not None and ck.get('discriminators'): _load_discs(self.discs, ck['discriminators'])
     if self.memory is not None and ck.get('memory') is not None: self.memory.load_state_dict(ck['memory'])
     return path
