@@ -33,9 +33,6 @@ def cmd_config(args) -> int:
     return 0
 
 # %% ../nbs/09_cli.ipynb #7274af15
-def _is_voc(root: Path) -> bool: return (root/'JPEGImages').is_dir() and (
-    (root/'SegmentationClassAug').is_dir() or (root/'ImageSets').is_dir())
-
 def _check_dataset(ds, what: str, decode: bool) -> dict:
     "Summary of one dataset; with `decode`, decode every image and mask and fail on the first bad one."
     if decode and (problems := ds.verify(progress=True)):
@@ -44,11 +41,11 @@ def _check_dataset(ds, what: str, decode: bool) -> dict:
 
 def cmd_check(args) -> int:
     "Validate a VOC2012 folder, a user folder, or a folder of users; print what was found."
-    from pis_nb.data import UserDataset, VOCSource, list_users
+    from pis_nb.data import UserDataset, VOCSource, is_voc_folder, list_users
     root = Path(args.path)
     if not root.is_dir(): raise PisError(f"{root}: no such folder")
     rows = []
-    if _is_voc(root):
+    if is_voc_folder(root):
         lists = [args.list] if args.list else [l for l in ('train_aug.txt', 'ImageSets/Segmentation/train.txt',
                                                            'ImageSets/Segmentation/val.txt') if (root/l).exists()]
         if not lists: raise PisError(f"{root}: VOC folder without train_aug.txt or ImageSets/Segmentation lists")
@@ -84,11 +81,35 @@ def _k_arg(text: str):
     if k < 1: raise argparse.ArgumentTypeError(f"the number of groups must be >= 1, got {k}")
     return k
 
+def _voc_folder(root: Path) -> Path | None:
+    "The VOC2012 folder at `root` (the folder itself, or its `VOC2012/`), else None."
+    from pis_nb.data import is_voc_folder
+    return next((p for p in (root, root/'VOC2012') if is_voc_folder(p)), None)
+
+def _cluster_source(args, cfg: RunConfig, root: Path) -> int:
+    "`cluster` on a VOC2012 folder: the source groups for group-aware source batches."
+    from pis_nb import cluster
+    voc = _voc_folder(root)
+    if voc is None: raise PisError(f"{root}: not a VOC2012 folder (JPEGImages/ with ImageSets/, SegmentationClassAug/ "
+                                   f"or train_aug.txt)")
+    r = cluster.cluster_source(voc, args.k if args.k is not None else 'released', list_file=args.list or 'train_aug.txt',
+                               embedder=args.embedder or cfg.embedder, seed=cfg.seed, overwrite=args.overwrite,
+                               progress=not args.quiet)
+    if args.maps: _cluster_maps({'source': r}, Path(args.maps))
+    print(f"source {voc}: {r.n} photos -> K={r.k} groups (largest {r.sizes.max()}, smallest {r.sizes.min()}), "
+          f"silhouette {r.silhouette:.3f}; wrote {r.path}\n"
+          f"grouped source batches: train with --set source_list={r.path.name}")
+    return 0
+
 def cmd_cluster(args) -> int:
-    "Group each user's photos (stage 0) and write `train_cluster{K}.txt`; print K, silhouette and scene agreement."
+    "Group each user's photos (stage 0) and write `train_cluster{K}.txt`, or, for a VOC2012 folder (`--source`: the config's), the source's `train_aug_cluster{K}.txt`; print K, silhouette and scene agreement."
     from pis_nb import cluster
     cfg = _config_from(args)
-    root = Path(args.path)
+    if args.path is None and not args.source:
+        raise PisError("cluster: give a folder of users, one user folder or a VOC2012 folder (or --source)")
+    root = Path(args.path if args.path is not None else cfg.source_root)
+    if args.source or _voc_folder(root) is not None: return _cluster_source(args, cfg, root)
+    if args.list: raise PisError("cluster: --list names a source list; a user's photos are all of JPEGImages/")
     k = args.k if args.k is not None else cfg.num_groups
     embedder = args.embedder or cfg.embedder
     kw = dict(k=k, embedder=embedder, seed=cfg.seed, overwrite=args.overwrite, progress=not args.quiet)
@@ -423,9 +444,13 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--seed', type=int, default=0, help='random seed; the same arguments give identical files')
     s.add_argument('--overwrite', action='store_true', help='replace an existing dataset made with other arguments')
     s.add_argument('--quiet', action='store_true', help='no progress bars')
-    s = with_config(add('cluster', cmd_cluster, "group each user's photos (stage 0) and write train_cluster{K}.txt"))
-    s.add_argument('path', help='a folder of users (personal/) or one user folder')
-    s.add_argument('--k', type=_k_arg, help="number of groups, or 'auto' (default: the config's num_groups)")
+    s = with_config(add('cluster', cmd_cluster, "group each user's photos (stage 0) and write train_cluster{K}.txt, "
+                        "or the source's photos for grouped source batches (train_aug_cluster{K}.txt)"))
+    s.add_argument('path', nargs='?', help='a folder of users (personal/), one user folder, or a VOC2012 folder')
+    s.add_argument('--source', action='store_true', help="group the source photos (default folder: the config's source_root)")
+    s.add_argument('--list', help='source only: the list of photos to group (default: train_aug.txt)')
+    s.add_argument('--k', type=_k_arg, help="number of groups, or 'auto' (default: the config's num_groups; for the "
+                   "source, the released code's 21 photos a group: 500 on VOC)")
     s.add_argument('--embedder', help="imagenet-resnet50 | colour-texture (default: the config's embedder)")
     s.add_argument('--maps', help='also save UMAP maps and group-size plots as PNGs in this folder')
     s.add_argument('--overwrite', action='store_true', help='replace an existing list of the same K with other groups')

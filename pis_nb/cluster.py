@@ -16,18 +16,20 @@ import torch.nn as nn
 import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as TF
 from tqdm.auto import tqdm
-from .core import PisError, VOC_CLASSES, NUM_CLASSES, atomic_write, colorize, default_device, voc_palette
-from .data import (UserDataset, read_image, read_mask, list_users, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet)
+from .core import PisError, VOC_CLASSES, NUM_CLASSES, IGNORE_INDEX, atomic_write, colorize, default_device, voc_palette
+from .data import (UserDataset, VOCSource, read_image, read_mask, list_users, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet,
+                         DatasetError)
 
 # %% auto #0
-__all__ = ['EMBEDDERS', 'CACHE_DIRNAME', 'COLOUR_BY', 'WeightsError', 'WeightsMissingError', 'ClusterError', 'Embedder',
-           'rgb_to_lab', 'ColourTextureEmbedder', 'resnet50_weights_path', 'file_sha1', 'ResNet50Embedder',
-           'module_fingerprint', 'EncoderEmbedder', 'get_embedder', 'default_cache_dir', 'embed_photos',
-           'prepare_features', 'cap_k', 'kmeans', 'silhouette', 'default_k_range', 'choose_k', 'write_cluster_list',
-           'ClusterResult', 'cluster_user', 'cluster_users', 'class_pixels', 'dominant_classes', 'group_table',
-           'scene_labels', 'scene_agreement', 'plot_group_sizes', 'plot_k_curve', 'umap_2d', 'plot_map', 'map_values',
-           'user_map', 'user_maps', 'users_map', 'GroupBrowser', 'time_embedding', 'synthetic_features',
-           'time_grouping', 'compare_k']
+__all__ = ['EMBEDDERS', 'CACHE_DIRNAME', 'RELEASED_SOURCE_GROUPS', 'VOC_TRAIN_AUG_SIZE', 'COLOUR_BY', 'WeightsError',
+           'WeightsMissingError', 'ClusterError', 'Embedder', 'rgb_to_lab', 'ColourTextureEmbedder',
+           'resnet50_weights_path', 'file_sha1', 'ResNet50Embedder', 'module_fingerprint', 'EncoderEmbedder',
+           'get_embedder', 'default_cache_dir', 'embed_photos', 'prepare_features', 'cap_k', 'kmeans', 'silhouette',
+           'default_k_range', 'choose_k', 'write_cluster_list', 'ClusterResult', 'cluster_user', 'cluster_users',
+           'released_source_k', 'cluster_source', 'class_pixels', 'dominant_classes', 'group_table', 'scene_labels',
+           'scene_agreement', 'plot_group_sizes', 'plot_k_curve', 'umap_2d', 'plot_map', 'map_values', 'user_map',
+           'user_maps', 'users_map', 'GroupBrowser', 'time_embedding', 'synthetic_features', 'time_grouping',
+           'compare_k']
 
 # %% ../nbs/04_cluster.ipynb #7634fb38
 class WeightsError(PisError):
@@ -485,24 +487,28 @@ def choose_k(features, k_range=None, seed: int = 0, n_init: int = 4, who: str = 
     return best[0], best[2], pd.DataFrame(rows)
 
 # %% ../nbs/04_cluster.ipynb #a5be248f
-def _list_line(rel_image: str, name: str, group: int) -> str:
+def _list_line(rel_image: str, rel_mask: str, group: int) -> str:
     "One line of a group list."
-    return f"{rel_image} /SegmentationClass/{name}.png {int(group)}\n"
+    return f"{rel_image} {rel_mask} {int(group)}\n"
 
 def _rel(path: Path, root: Path) -> str:
     "`/`-prefixed POSIX path of `path` relative to `root`."
     try: return '/' + Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
-    except ValueError: raise ClusterError(f"{path}: photo is not inside the user folder {root}") from None
+    except ValueError: raise ClusterError(f"{path}: file is not inside the folder {root}") from None
 
-def write_cluster_list(user_root, image_paths, labels, list_name: str | None = None, overwrite: bool = False) -> Path:
-    "Write the groups `labels` of `image_paths` as `<user_root>/<list_name>` (default `train_cluster{K}.txt`), atomically; returns the path."
+def write_cluster_list(user_root, image_paths, labels, list_name: str | None = None, overwrite: bool = False,
+                       mask_paths=None) -> Path:
+    "Write the groups `labels` of `image_paths` as `<user_root>/<list_name>` (default `train_cluster{K}.txt`), atomically; masks are `mask_paths` where given, else `/SegmentationClass/<name>.png`; returns the path."
     root, labels = Path(user_root), np.asarray(labels)
     if len(image_paths) != len(labels): raise ValueError(f"{len(image_paths)} photos but {len(labels)} labels")
+    if mask_paths is not None and len(mask_paths) != len(labels): raise ValueError(f"{len(mask_paths)} masks but {len(labels)} labels")
     if len(labels) and labels.min() < 0: raise ValueError("group ids must be >= 0")
     k = len(np.unique(labels))
     path = root/(list_name or f"train_cluster{k}.txt")
     rels = [_rel(p, root) for p in image_paths]
-    text = ''.join(_list_line(r, Path(r).stem, g) for r, g in zip(rels, labels))
+    masks = [f"/SegmentationClass/{Path(r).stem}.png" if m is None else _rel(m, root)
+             for r, m in zip(rels, mask_paths if mask_paths is not None else [None] * len(rels))]
+    text = ''.join(_list_line(r, m, g) for r, m, g in zip(rels, masks, labels))
     if path.exists() and not overwrite:
         try: same = path.read_text(encoding='utf-8') == text
         except (OSError, UnicodeDecodeError): same = False
@@ -510,8 +516,7 @@ def write_cluster_list(user_root, image_paths, labels, list_name: str | None = N
             raise ClusterError(f"{path}: exists with other groups (the release's own grouping?); pass overwrite=True "
                                f"(CLI: --overwrite) to replace it, or another list_name")
         return path
-    with atomic_write(path) as f:
-        for r, g in zip(rels, labels): f.write(_list_line(r, Path(r).stem, g))
+    with atomic_write(path) as f: f.write(text)
     return path
 
 # %% ../nbs/04_cluster.ipynb #fe93e688
@@ -571,13 +576,9 @@ class ClusterResult:
                 f"{self.embedder}, sizes {s.min()}..{s.max()}, silhouette {self.silhouette:.3f})")
 
 # %% ../nbs/04_cluster.ipynb #c70ba429
-def cluster_user(user_root, k: int | str = 80, embedder='imagenet-resnet50', seed: int = 0, k_range=None,
-                 list_name: str | None = None, cache_dir=None, progress: bool = True, photos_list: str | None = None,
-                 n_init: int = 4, normalize: bool = True, pca_dims: int | None = None, batch_size: int = 32,
-                 device=None, write: bool = True, overwrite: bool = False) -> ClusterResult:
-    "Group one user's photos: embed (cached), K-means with K fixed (capped at n // 2) or `'auto'` (silhouette over `k_range`), write `train_cluster{K}.txt`."
-    ds = UserDataset(user_root, photos_list)
-    who = ds.root.name
+def _cluster(ds, who: str, k, embedder, seed: int, k_range, cache_dir, progress: bool, n_init: int, normalize: bool,
+             pca_dims, batch_size: int, device) -> ClusterResult:
+    "Embed the photos of `ds` (cached) and K-means them with K fixed (capped at n // 2) or `'auto'`; nothing written."
     emb = get_embedder(embedder)
     feats = embed_photos(ds, emb, batch_size=batch_size, device=device, cache_dir=cache_dir, progress=progress)
     X = prepare_features(feats, normalize, pca_dims, seed)
@@ -587,9 +588,18 @@ def cluster_user(user_root, k: int | str = 80, embedder='imagenet-resnet50', see
         k_used = cap_k(k, len(X), _n_distinct(X), who)
         labels, _ = kmeans(X, k_used, seed, n_init)
     else: raise PisError(f"{who}: k must be a positive integer or 'auto', got {k!r}")
-    res = ClusterResult(ds.root, list(ds.names), list(ds.image_paths), list(ds.mask_paths), labels,
-                        int(labels.max()) + 1, feats, emb.name, k, seed, silhouette(X, labels), curve)
-    if write: res.path = write_cluster_list(ds.root, ds.image_paths, labels, list_name, overwrite)
+    return ClusterResult(ds.root, list(ds.names), list(ds.image_paths), list(ds.mask_paths), labels,
+                         int(labels.max()) + 1, feats, emb.name, k, seed, silhouette(X, labels), curve)
+
+def cluster_user(user_root, k: int | str = 80, embedder='imagenet-resnet50', seed: int = 0, k_range=None,
+                 list_name: str | None = None, cache_dir=None, progress: bool = True, photos_list: str | None = None,
+                 n_init: int = 4, normalize: bool = True, pca_dims: int | None = None, batch_size: int = 32,
+                 device=None, write: bool = True, overwrite: bool = False) -> ClusterResult:
+    "Group one user's photos: embed (cached), K-means with K fixed (capped at n // 2) or `'auto'` (silhouette over `k_range`), write `train_cluster{K}.txt`."
+    ds = UserDataset(user_root, photos_list)
+    res = _cluster(ds, ds.root.name, k, embedder, seed, k_range, cache_dir, progress, n_init, normalize, pca_dims,
+                   batch_size, device)
+    if write: res.path = write_cluster_list(ds.root, ds.image_paths, res.labels, list_name, overwrite)
     return res
 
 def cluster_users(personal_root, users: Sequence[str] | None = None, **kw) -> dict[str, ClusterResult]:
@@ -597,6 +607,28 @@ def cluster_users(personal_root, users: Sequence[str] | None = None, **kw) -> di
     users = list_users(personal_root) if not users else list(users)
     kw['embedder'] = get_embedder(kw.get('embedder', 'imagenet-resnet50'))   # built (weights loaded) once
     return {u: cluster_user(Path(personal_root)/u, **kw) for u in users}
+
+# %% ../nbs/04_cluster.ipynb #ead7f275
+RELEASED_SOURCE_GROUPS, VOC_TRAIN_AUG_SIZE = 500, 10582
+
+def released_source_k(n: int) -> int:
+    "Number of source groups with the released code's group size (500 groups for VOC's 10,582 training photos) for `n` photos."
+    return max(1, round(n * RELEASED_SOURCE_GROUPS / VOC_TRAIN_AUG_SIZE))
+
+def cluster_source(voc_root, k: int | str = 'released', list_file: str = 'train_aug.txt', embedder='imagenet-resnet50',
+                   seed: int = 0, k_range=None, list_name: str | None = None, cache_dir=None, progress: bool = True,
+                   n_init: int = 4, normalize: bool = True, pca_dims: int | None = None, batch_size: int = 32,
+                   device=None, write: bool = True, overwrite: bool = False) -> ClusterResult:
+    "Group the source photos of `list_file` for group-aware source batches: K groups (`'released'`: the released code's ~21 photos a group, 500 on VOC; an integer; or `'auto'`), written with their masks as `<list>_cluster{K}.txt` in the VOC2012 folder."
+    ds = VOCSource(voc_root, list_file)
+    who = f"{ds.root.name}:{Path(ds.list_file).name}"
+    if k == 'released': k = released_source_k(len(ds))
+    res = _cluster(ds, who, k, embedder, seed, k_range, cache_dir, progress, n_init, normalize, pca_dims,
+                   batch_size, device)
+    if write:
+        name = list_name or f"{Path(ds.list_file).stem}_cluster{res.k}.txt"
+        res.path = write_cluster_list(ds.root, ds.image_paths, res.labels, name, overwrite, mask_paths=ds.mask_paths)
+    return res
 
 # %% ../nbs/04_cluster.ipynb #03ee489f
 def class_pixels(result: ClusterResult) -> np.ndarray:

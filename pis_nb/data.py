@@ -22,8 +22,8 @@ _logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ImageReadError', 'MaskError', 'ListFileError',
            'DatasetError', 'image_size', 'read_image', 'read_mask', 'write_mask', 'ListEntry', 'read_list',
-           'resolve_path', 'UserDataset', 'list_users', 'VOCSource', 'TrainTransform', 'EvalTransform', 'restore_size',
-           'collate', 'denormalize', 'GroupBatchSampler']
+           'resolve_path', 'UserDataset', 'list_users', 'VOCSource', 'is_voc_folder', 'TrainTransform', 'EvalTransform',
+           'restore_size', 'collate', 'denormalize', 'GroupBatchSampler']
 
 # %% ../nbs/01_data.ipynb #b28ebcb1
 class ImageReadError(PisError):
@@ -474,6 +474,13 @@ class VOCSource(_PhotoSet):
         m = next((c for c in cands if c.is_file()), None)
         if m is None and required: raise DatasetError(f"{where}: no mask for {e.name} (looked for {cands[0]} and {cands[1]})")
         return m
+
+# %% ../nbs/01_data.ipynb #c97157ef
+def is_voc_folder(path) -> bool:
+    "Whether `path` is a VOC2012 folder: `JPEGImages/` plus `ImageSets/`, `SegmentationClassAug/` or `train_aug.txt` (a user folder has none of these)."
+    p = Path(path)
+    return (p/'JPEGImages').is_dir() and ((p/'ImageSets').is_dir() or (p/'SegmentationClassAug').is_dir()
+                                         or (p/'train_aug.txt').is_file())
 
 # %% ../nbs/01_data.ipynb #0beb8f7e
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

@@ -10,8 +10,8 @@ import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
 from tqdm.auto import tqdm
-from .core import VOC_CLASSES, IGNORE_INDEX, PisError, colorize, voc_palette
-from .data import UserDataset, VOCSource, list_users, read_image, read_mask, IMAGENET_MEAN, IMAGENET_STD
+from .core import VOC_CLASSES, NUM_CLASSES, IGNORE_INDEX, PisError, colorize, voc_palette
+from .data import UserDataset, VOCSource, is_voc_folder, list_users, read_image, read_mask, IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
 __all__ = ['OBJECT_CLASSES', 'open_collections', 'connected_components', 'mask_table', 'user_stats', 'class_proportions',
@@ -21,15 +21,12 @@ __all__ = ['OBJECT_CLASSES', 'open_collections', 'connected_components', 'mask_t
 # %% ../nbs/03_explore.ipynb #4a430883
 OBJECT_CLASSES = list(VOC_CLASSES[1:])
 
-def _is_voc(p: Path) -> bool:
-    return (p / 'JPEGImages').is_dir() and ((p / 'ImageSets').is_dir() or (p / 'SegmentationClassAug').is_dir() or (p / 'train_aug.txt').is_file())
-
 def open_collections(root, users=None, list_file=None) -> dict:
     "Datasets at `root` by name: users of a `personal/` folder, one user folder, a VOC2012 source ('source'), or all of a dataset root."
     root = Path(root)
-    if _is_voc(root): return {'source': VOCSource(root, list_file or 'train_aug.txt')}
+    if is_voc_folder(root): return {'source': VOCSource(root, list_file or 'train_aug.txt')}
     if (root / 'JPEGImages').is_dir(): return {root.name: UserDataset(root, list_file)}
-    voc = next((c for c in (root / 'VOC2012', root / 'VOCdevkit' / 'VOC2012') if _is_voc(c)), None)
+    voc = next((c for c in (root / 'VOC2012', root / 'VOCdevkit' / 'VOC2012') if is_voc_folder(c)), None)
     personal = root / 'personal' if (root / 'personal').is_dir() else None if voc is not None else root
     out = {}
     if personal is not None:
