@@ -23,13 +23,13 @@ from .data import (UserDataset, VOCSource, TrainTransform, EvalTransform, GroupB
 from .model import PISNet, Discriminators, GroupMemory, entropy_map, pixel_entropy
 
 # %% auto #0
-__all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'RUNTIME_SETTINGS', 'masked_ce', 'seg_loss', 'domain_loss',
-           'entropy_loss', 'maxsquare_loss', 'charbonnier_entropy', 'fda_source_to_target', 'Method', 'get_method',
-           'poly_factor', 'set_lr', 'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks', 'BatchStream',
-           'forward_model', 'eval_batches', 'predict_user', 'refresh_memory', 'pseudo_mask', 'PseudoLabels',
-           'make_pseudo_labels', 'PseudoLabelSet', 'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint',
-           'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'start_context', 'load_model',
-           'train', 'benchmark_training']
+__all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'MAX_NONFINITE_AMP', 'RUNTIME_SETTINGS', 'masked_ce', 'seg_loss',
+           'domain_loss', 'entropy_loss', 'maxsquare_loss', 'charbonnier_entropy', 'fda_source_to_target', 'Method',
+           'get_method', 'poly_factor', 'set_lr', 'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks',
+           'BatchStream', 'forward_model', 'eval_batches', 'predict_user', 'refresh_memory', 'pseudo_mask',
+           'PseudoLabels', 'make_pseudo_labels', 'PseudoLabelSet', 'rng_state', 'set_rng_state', 'save_checkpoint',
+           'load_checkpoint', 'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'start_context',
+           'TrainingDiverged', 'load_model', 'train', 'benchmark_training']
 
 # %% ../nbs/06_train.ipynb #d305d121
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -760,6 +760,26 @@ def _maps(self: Trainer, logits: torch.Tensor) -> torch.Tensor:
 def _backward(self: Trainer, loss: torch.Tensor) -> None:
     (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
+class TrainingDiverged(PisError):
+    "The loss became NaN or infinite; the run stopped before the parameters were updated with it."
+
+MAX_NONFINITE_AMP = 20   # fp16 overflows the scaler skips; more in a row is divergence
+
+@patch
+def _check_finite(self: Trainer, loss: torch.Tensor, terms: dict) -> None:
+    "Raise `TrainingDiverged` when the loss is not finite (on any rank); fp16 AMP tolerates `MAX_NONFINITE_AMP` - 1 in a row."
+    bad = (~torch.isfinite(loss.detach())).float().reshape(1)
+    if self.dist.world_size > 1: dist.all_reduce(bad, op=dist.ReduceOp.MAX)
+    if not bad.item(): self._nonfinite = 0; return
+    self._nonfinite = getattr(self, '_nonfinite', 0) + 1
+    if self.scaler is not None and self._nonfinite < MAX_NONFINITE_AMP: return
+    what = ', '.join(f"{k}={float(t):.4g}" for k, t in terms.items())
+    saved = getattr(self, '_saved_step', None)
+    kept = f"checkpoint.pt holds step {saved}" if saved is not None else "no checkpoint was written"
+    raise TrainingDiverged(f"{self.run_dir}: training diverged at step {self.step + 1}: the loss is {float(loss):.4g} "
+                           f"({what}); the parameters were not updated with it and {kept}. Lower the learning rate "
+                           f"(lr={self.cfg.lr:g}) or check the data, and start a new run")
+
 @patch
 def _needs_target_forward(self: Trainer) -> bool:
     m = self.method
@@ -806,6 +826,7 @@ def _train_step(self: Trainer, batches: dict) -> dict:
         elif m.target_loss == 'fda-entropy':
             terms['ent'] = p['lambda_ent'] * charbonnier_entropy(out_t.main, p['eta'])
     loss = sum(terms.values())
+    self._check_finite(loss, terms)
     self._backward(loss)
     if m.adversarial:
         self.discs.requires_grad_(True)
@@ -850,6 +871,7 @@ def save_checkpoint(self: Trainer) -> Path | None:
     path = self.run_dir/'checkpoint.pt'
     if self.dist.main: save_checkpoint(self.state_dict(), path)
     if self.dist.world_size > 1: dist.barrier()
+    self._saved_step = self.step
     return path
 
 @patch
@@ -888,6 +910,7 @@ def resume(cls: Trainer, run_dir, eval_fn: Callable | None = None, progress: boo
              info['select_metric'], info['save_every'], progress, info['deterministic'], resume=True)
     t.init = info.get('init')
     t.load_state_dict(ck)
+    t._saved_step = t.step
     if t.dist.main:
         for name in ('log.jsonl', 'eval.jsonl'): truncate_jsonl(run_dir/name, t.step)
     return t
@@ -927,7 +950,7 @@ def _log(self: Trainer, f, logs: dict, dt: float) -> dict:
 
 @patch
 def fit(self: Trainer, num_steps: int | None = None) -> str:
-    "Train `num_steps` more steps (default: up to `cfg.num_steps`); returns 'finished', 'paused' or 'interrupted'."
+    "Train `num_steps` more steps (default: up to `cfg.num_steps`); returns 'finished', 'paused' or 'interrupted'; raises `TrainingDiverged` on a NaN loss."
     cfg, main = self.cfg, self.dist.main
     end = cfg.num_steps if num_steps is None else min(cfg.num_steps, self.step + int(num_steps))
     self.model.train()
@@ -958,6 +981,10 @@ def fit(self: Trainer, num_steps: int | None = None) -> str:
     except KeyboardInterrupt:
         if self._in_update: raise      # parameters half-updated: keep the last checkpoint written
         stop = 'SIGINT'
+    except TrainingDiverged:
+        self.status = 'diverged'
+        if main: self._write_summary('diverged')
+        raise
     finally:
         bar.close()
         if log_f is not None: log_f.close()
