@@ -16,21 +16,21 @@ from .report import (Protocol, results_table, format_table, to_markdown, PAPER_T
 
 # %% auto #0
 __all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'PAPER_BESIDE', 'METRIC_NAMES', 'BENCH_COLUMNS',
-           'bench_grid', 'bench_size', 'bench_config', 'mixed_folder', 'Grouping', 'group_folder', 'Cell', 'cell_dir',
-           'source_dir', 'plan_cells', 'cell_done', 'run_cell', 'BenchRun', 'prepare_targets', 'run_bench',
-           'bench_table', 'paired_delta', 'k_effect', 'verdicts', 'verdict_lines', 'bench_markdown', 'write_bench',
-           'load_bench', 'count_runs', 'measure_step_s', 'estimate_bench', 'add_bench_parser', 'cmd_bench',
-           'context_sensitivity']
+           'bench_grid', 'bench_size', 'bench_config', 'mixed_folder', 'Grouping', 'group_folder', 'group_source',
+           'Cell', 'cell_dir', 'source_dir', 'plan_cells', 'cell_done', 'run_cell', 'BenchRun', 'prepare_targets',
+           'run_bench', 'bench_table', 'paired_delta', 'k_effect', 'verdicts', 'verdict_lines', 'bench_markdown',
+           'write_bench', 'load_bench', 'count_runs', 'measure_step_s', 'estimate_bench', 'add_bench_parser',
+           'cmd_bench', 'context_sensitivity', 'error_breakdown', 'restrict_classes', 'class_prior_headroom']
 
 # %% ../nbs/13_bench.ipynb #c4a01925
-RECIPE = dict(method='ours', stage=1, context_mode='group', memory=False, k='auto', target='personal')
+RECIPE = dict(method='ours', stage=1, context_mode='group', memory=False, k='auto', target='personal', source='random')
 
 TABLES: dict[str, list[tuple[str, dict]]] = {
     '1': [('source_only', dict(method='source')), ('minent', dict(method='minent')), ('adaptseg', dict(method='adaptseg')),
           ('fda', dict(method='fda')), ('maxsquare', dict(method='maxsquare')), ('advent', dict(method='advent')),
           ('ours_s1', {}), ('ours_s2', dict(stage=2))],
     '3': [('none', dict(context_mode='none')), ('global', dict(context_mode='global')), ('group', {}),
-          ('group_memory', dict(memory=True))],
+          ('group_memory', dict(memory=True)), ('group_source', dict(source='grouped'))],
     '4': [('k1', dict(k=1)), ('k10', dict(k=10)), ('k80', dict(k=80)), ('kauto', {})],
     '5': [('personal', {}), ('mix_all', dict(target='mix_all')), ('mix_sample', dict(target='mix_sample'))],
 }
@@ -137,6 +137,15 @@ def group_folder(root, k='auto', embedder: str = 'colour-texture', progress: boo
         r = cluster_user(root, k=k, embedder=embedder, seed=0, list_name=name, progress=progress, overwrite=True)
     return Grouping(root, k, int(r.k), name, hashlib.sha1(r.path.read_bytes()).hexdigest()[:12])
 
+def group_source(voc_root, embedder: str = 'colour-texture', progress: bool = False) -> Grouping:
+    "Group the source photos of `train_aug.txt` with `cluster_source` (the released code's group size, seed 0) into `bench_source_groups.txt`."
+    from pis_nb.cluster import cluster_source
+    name = 'bench_source_groups.txt'
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', UserWarning)
+        r = cluster_source(voc_root, 'released', embedder=embedder, seed=0, list_name=name, progress=progress, overwrite=True)
+    return Grouping(r.user_root, 'released', int(r.k), name, hashlib.sha1(r.path.read_bytes()).hexdigest()[:12])
+
 # %% ../nbs/13_bench.ipynb #6324f04a
 @dataclass
 class Cell:
@@ -169,7 +178,7 @@ def _key(**kw) -> str:
     return hashlib.sha1(json.dumps(kw, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 def plan_cells(grid: pd.DataFrame, out_dir, groupings: dict, targets: dict, steps: dict) -> list[Cell]:
-    "The cells of `grid` with their runs; `groupings[(folder, k)]` is a `Grouping`, `targets[(user, seed, target)]` a folder."
+    "The cells of `grid` with their runs; `groupings[(folder, k)]` is a `Grouping` (the source's at `('source', 'released')`), `targets[(user, seed, target)]` a folder."
     out, cells, owner = Path(out_dir), [], {}
     for r in grid.itertuples(index=False):
         rec = {k: (v.item() if hasattr(v, 'item') else v) for k in RECIPE for v in [getattr(r, k)]}
@@ -183,6 +192,10 @@ def plan_cells(grid: pd.DataFrame, out_dir, groupings: dict, targets: dict, step
         tgt = targets[(r.user, r.seed, rec['target'])]
         grp = groupings[(tgt, rec['k'] if rec['target'] == 'personal' else 'auto')]
         same = {k: v for k, v in rec.items() if k not in ('k', 'target')}   # K and photos enter as folder and groups
+        run_cfg = dict(context_mode=rec['context_mode'], num_groups=grp.k, seed=int(r.seed))
+        if rec['source'] == 'grouped':
+            sg = groupings[('source', 'released')]
+            run_cfg['source_list'], same['source_groups'] = sg.list_name, sg.digest
         if rec['stage'] == 2:
             s1 = _key(recipe={**same, 'stage': 1}, seed=int(r.seed), folder=str(tgt), k=grp.k, groups=grp.digest,
                       steps=steps['adapt'], init=f"source/{r.seed}")
@@ -191,8 +204,7 @@ def plan_cells(grid: pd.DataFrame, out_dir, groupings: dict, targets: dict, step
         key = _key(recipe=same, seed=int(r.seed), folder=str(tgt), k=grp.k, groups=grp.digest, steps=nsteps, init=init_key)
         if key not in owner: owner[key] = d
         train = dict(method=rec['method'], stage=int(rec['stage']), memory=bool(rec['memory']), target_user=str(tgt),
-                     target_list=grp.list_name, init_key=init_key, num_steps=int(nsteps),
-                     cfg=dict(context_mode=rec['context_mode'], num_groups=grp.k, seed=int(r.seed)))
+                     target_list=grp.list_name, init_key=init_key, num_steps=int(nsteps), cfg=run_cfg)
         cells.append(Cell(r.table, r.variant, r.user, int(r.seed), rec, d, owner[key], owner[key] == d, key, train,
                           None if rec['target'] == 'personal' else mine.list_name, grp.k))
     runs = {c.key: c.run for c in cells}
@@ -280,12 +292,16 @@ def _check_users(users, found: list[str]) -> list[str]:
         raise PisError(f"users: no user {', '.join(bad)} in the data (have {', '.join(found)})")
     return users
 
-def prepare_targets(personal_root, out_dir, users, seeds, tables, embedder: str, progress: bool = False) -> tuple[dict, dict]:
-    "The groupings ({(folder, k): Grouping}) and training folders ({(user, seed, target): folder}) the grid needs."
+def prepare_targets(personal_root, out_dir, users, seeds, tables, embedder: str, progress: bool = False,
+                    source_root=None) -> tuple[dict, dict]:
+    "The groupings ({(folder, k): Grouping}, the source's at ('source', 'released') when a variant needs it) and training folders ({(user, seed, target): folder}) the grid needs."
     from pis_nb.data import UserDataset, list_users
     personal, out = Path(personal_root), Path(out_dir)
     ks = ['auto'] + ([k for _, kw in TABLES['4'] if (k := kw.get('k', 'auto')) != 'auto'] if '4' in tables else [])
     groupings, targets = {}, {}
+    if any(kw.get('source') == 'grouped' for t in tables for _, kw in TABLES[t]):
+        if source_root is None: raise PisError("prepare_targets: the grouped-source variant needs source_root")
+        groupings[('source', 'released')] = group_source(source_root, embedder, progress)
     for u in users:
         for k in ks: groupings[(personal/u, k)] = group_folder(personal/u, k, embedder, progress)
         for s in seeds: targets[(u, s, 'personal')] = personal/u
@@ -327,9 +343,10 @@ def run_bench(out_dir, size='tiny', steps: dict | None = None, seeds=None, users
     (out/'bench.json').write_text(json.dumps(dict(size=size if isinstance(size, str) else 'custom', synth=spec['synth'],
                                                   steps=steps, seeds=list(map(int, seeds)), users=users, tables=tables), indent=1))
     log(f"bench: grouping {len(users)} user(s) (K auto{', 1, 10, 80' if '4' in tables else ''})"
+        + (", the source (Table 3's grouped source)" if '3' in tables else '')
         + (" and building the mixed collections of Table 5" if '5' in tables else ''))
     groupings, targets = prepare_targets(cfg.personal_root, out, users, grid.seed.unique().tolist(), tables, cfg.embedder,
-                                         progress)
+                                         progress, cfg.source_root)
     cells = plan_cells(grid, out, groupings, targets, steps)
     by_key = {c.key: c for c in reversed(cells) if c.owns}
     records, computed, stopped = [], [], False
@@ -536,7 +553,8 @@ def count_runs(users: Sequence[str], seeds=(0, 1, 2), tables=('1', '3', '4', '5'
     for r in grid.itertuples(index=False):
         if r.method == 'source': continue
         tgt = 'mix_all' if r.target == 'mix_all' else f"{r.target}/{r.user}"
-        keys.add((r.method, r.stage, r.context_mode, r.memory, r.k if r.target == 'personal' else 'auto', tgt, r.seed))
+        keys.add((r.method, r.stage, r.context_mode, r.memory, r.k if r.target == 'personal' else 'auto', tgt, r.seed,
+                  r.source))
     return dict(source=len(set(grid.seed)), adapt=sum(k[1] == 1 for k in keys), stage2=sum(k[1] == 2 for k in keys),
                 cells=len(grid))
 
@@ -624,3 +642,58 @@ def context_sensitivity(model, user_root, list_file: str | None = None, eval_siz
                               changed_pixels=mean_over_photos(lambda p, q: (p.argmax(0) != q.argmax(0)).float().mean(), ps),
                               prob_shift=mean_over_photos(lambda p, q: 0.5 * (p - q).abs().sum(0).mean(), ps))
                          for n, ps in probs.items()]).set_index('context')
+
+# %% ../nbs/13_bench.ipynb #20893126
+def error_breakdown(preds, masks) -> dict:
+    "Pixel shares (%): of the labelled foreground, predicted right / as background / as another class; of the background, predicted as an object (255 ignored)."
+    n = dict(fg=0, correct=0, missed=0, bg=0, false=0)
+    for p, m in zip(preds, masks):
+        p, m = np.asarray(p), np.asarray(m)
+        if p.shape != m.shape: raise ValueError(f"prediction {p.shape} and mask {m.shape} differ in shape")
+        fg, bg = (m != 0) & (m != 255), m == 0
+        n['fg'] += int(fg.sum()); n['bg'] += int(bg.sum())
+        n['correct'] += int((fg & (p == m)).sum()); n['missed'] += int((fg & (p == 0)).sum())
+        n['false'] += int((bg & (p != 0)).sum())
+    pct = lambda a, b: 100 * a / b if b else float('nan')
+    return dict(fg_correct=pct(n['correct'], n['fg']), fg_missed=pct(n['missed'], n['fg']),
+                fg_confused=pct(n['fg'] - n['correct'] - n['missed'], n['fg']), bg_false=pct(n['false'], n['bg']))
+
+def restrict_classes(prob, allowed):
+    "Per pixel, the most probable class among background and `allowed` of a (C, H, W) probability map."
+    import torch
+    keep = torch.zeros(prob.shape[0], dtype=torch.bool)
+    keep[[0, *sorted(allowed)]] = True
+    return prob.masked_fill(~keep[:, None, None], float('-inf')).argmax(0)
+
+def _classes(mask) -> set:
+    "The object classes (not background, not 255) of a label map."
+    return set(np.unique(np.asarray(mask)).tolist()) - {0, 255}
+
+def class_prior_headroom(model, user_root, list_file: str | None = None, eval_size: int = 320, batch_size: int = 8,
+                         seed: int = 0, device=None) -> pd.DataFrame:
+    "FIoU (%), class recall (%) and `error_breakdown` of `model`'s predictions on a user's labelled photos, each restricted to the classes of: nothing (`predicted`), its own label, its labelled group-mates, as many random photos, the user's other photos."
+    from pis_nb.evaluate import eval_photos
+    from pis_nb.train import predict_user
+    from pis_nb.metrics import fiou
+    ds, scored = eval_photos(user_root, list_file)
+    out = {r['index']: r for r in predict_user(model, ds, eval_size, batch_size, device, only=scored)}
+    masks, probs, g = [out[i]['mask'] for i in scored], [out[i]['prob'] for i in scored], ds.groups
+    own = {i: _classes(out[i]['mask']) for i in scored}
+    rng = np.random.default_rng(seed)
+    mates = {i: [j for j in scored if g[j] == g[i] and j != i] for i in scored}
+    def random_photos(i):
+        pool = [j for j in scored if g[j] != g[i]]
+        return rng.choice(pool, min(len(mates[i]), len(pool)), replace=False).tolist() if mates[i] else []
+    sources = dict(own=lambda i: [i], group_mates=lambda i: mates[i], random_photos=random_photos,
+                   user=lambda i: [j for j in scored if j != i])
+    rows = [dict(restriction='predicted', fiou=100 * fiou([p.argmax(0) for p in probs], masks), class_recall=float('nan'),
+                 photos=len(scored), **error_breakdown([p.argmax(0) for p in probs], masks))]
+    for name, src in sources.items():
+        named = {i: src(i) for i in scored}
+        allowed = {i: set().union(*(own[j] for j in named[i])) for i in scored}
+        preds = [restrict_classes(out[i]['prob'], allowed[i]) if named[i] else out[i]['prob'].argmax(0) for i in scored]
+        recall = [len(own[i] & allowed[i]) / len(own[i]) for i in scored if named[i] and own[i]]
+        rows.append(dict(restriction=name, fiou=100 * fiou(preds, masks),
+                         class_recall=100 * float(np.mean(recall)) if recall else float('nan'),
+                         photos=sum(bool(named[i]) for i in scored), **error_breakdown(preds, masks)))
+    return pd.DataFrame(rows).set_index('restriction')
