@@ -15,18 +15,20 @@ from .report import (Protocol, results_table, format_table, to_markdown, PAPER_T
                            PAPER_TABLE5)
 
 # %% auto #0
-__all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'PAPER_BESIDE', 'METRIC_NAMES', 'BENCH_COLUMNS',
-           'bench_grid', 'bench_size', 'bench_config', 'mixed_folder', 'Grouping', 'group_folder', 'group_source',
-           'Cell', 'cell_dir', 'source_dir', 'plan_cells', 'cell_done', 'run_cell', 'BenchRun', 'prepare_targets',
-           'run_bench', 'bench_table', 'paired_delta', 'k_effect', 'verdicts', 'verdict_lines', 'bench_markdown',
-           'write_bench', 'load_bench', 'count_runs', 'measure_step_s', 'estimate_bench', 'add_bench_parser',
-           'cmd_bench', 'context_sensitivity', 'error_breakdown', 'restrict_classes', 'class_prior_headroom']
+__all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'PAPER_BESIDE', 'METRIC_NAMES', 'NO_DA',
+           'NO_DA_NAMES', 'BENCH_COLUMNS', 'bench_grid', 'bench_size', 'bench_config', 'mixed_folder', 'Grouping',
+           'group_folder', 'group_source', 'Cell', 'cell_dir', 'source_dir', 'plan_cells', 'cell_done', 'run_cell',
+           'BenchRun', 'prepare_targets', 'run_bench', 'bench_table', 'paired_delta', 'k_effect', 'verdicts',
+           'verdict_lines', 'bench_markdown', 'write_bench', 'load_bench', 'count_runs', 'measure_step_s',
+           'estimate_bench', 'add_bench_parser', 'cmd_bench', 'context_sensitivity', 'error_breakdown',
+           'restrict_classes', 'class_prior_headroom']
 
 # %% ../nbs/13_bench.ipynb #c4a01925
 RECIPE = dict(method='ours', stage=1, context_mode='group', memory=False, k='auto', target='personal', source='random')
 
 TABLES: dict[str, list[tuple[str, dict]]] = {
-    '1': [('source_only', dict(method='source')), ('minent', dict(method='minent')), ('adaptseg', dict(method='adaptseg')),
+    '1': [('source_only', dict(method='source')), ('source_more', dict(method='source_more', context_mode='none')),
+          ('minent', dict(method='minent')), ('adaptseg', dict(method='adaptseg')),
           ('fda', dict(method='fda')), ('maxsquare', dict(method='maxsquare')), ('advent', dict(method='advent')),
           ('ours_s1', {}), ('ours_s2', dict(stage=2))],
     '3': [('none', dict(context_mode='none')), ('global', dict(context_mode='global')), ('group', {}),
@@ -201,12 +203,16 @@ def plan_cells(grid: pd.DataFrame, out_dir, groupings: dict, targets: dict, step
                       steps=steps['adapt'], init=f"source/{r.seed}")
             init_key, nsteps = s1, steps['stage2']
         else: init_key, nsteps = f"source/{r.seed}", steps['adapt']
-        key = _key(recipe=same, seed=int(r.seed), folder=str(tgt), k=grp.k, groups=grp.digest, steps=nsteps, init=init_key)
+        if rec['method'] == 'source_more':   # no target: one run per seed, whatever the user
+            key = _key(recipe=same, seed=int(r.seed), steps=nsteps, init=init_key)
+        else: key = _key(recipe=same, seed=int(r.seed), folder=str(tgt), k=grp.k, groups=grp.digest, steps=nsteps, init=init_key)
         if key not in owner: owner[key] = d
-        train = dict(method=rec['method'], stage=int(rec['stage']), memory=bool(rec['memory']), target_user=str(tgt),
-                     target_list=grp.list_name, init_key=init_key, num_steps=int(nsteps), cfg=run_cfg)
+        train = dict(method='source' if rec['method'] == 'source_more' else rec['method'], stage=int(rec['stage']),
+                     memory=bool(rec['memory']), target_user=str(tgt), target_list=grp.list_name, init_key=init_key,
+                     num_steps=int(nsteps), cfg=run_cfg)
         cells.append(Cell(r.table, r.variant, r.user, int(r.seed), rec, d, owner[key], owner[key] == d, key, train,
-                          None if rec['target'] == 'personal' else mine.list_name, grp.k))
+                          None if rec['target'] == 'personal' and rec['method'] != 'source_more' else mine.list_name,
+                          grp.k))
     runs = {c.key: c.run for c in cells}
     for c in cells:
         if c.train.get('init_key', '').startswith('source/'): c.train['init'] = source_dir(out, c.seed)
@@ -427,20 +433,29 @@ def k_effect(cells: pd.DataFrame, metric: str = 'fiou') -> pd.DataFrame | None:
                          seed_std=g['std'].mean() if g['std'].notna().any() else 0.0))
     return pd.DataFrame(rows).set_index('user')
 
+NO_DA = ('source_only', 'source_more')
+NO_DA_NAMES = {'source_only': 'No-DA', 'source_more': 'No-DA with the same extra source steps'}
+
 def verdicts(cells: pd.DataFrame, metric: str = 'fiou') -> list[dict]:
     "The paper's five findings checked on the bench's cells: finding, verdict (yes / no / not clearly / not measured), detail."
     out = []
     def add(finding, verdict, detail): out.append(dict(finding=finding, verdict=verdict, detail=detail))
     M = METRIC_NAMES.get(metric, metric)
     # 1. adaptation beats no adaptation
-    ada = [v for v, _ in TABLES['1'] if v != 'source_only']
-    ds = {v: d for v in ada if (d := paired_delta(cells, '1', v, 'source_only', metric)) is not None}
-    if ds:
-        mean = pd.concat(ds, axis=1).mean(axis=1)
-        wins = [v for v, d in ds.items() if d.mean() > 0]
-        add('adaptation beats no adaptation', _word(mean),
-            f"{M} {_pm(mean)}, mean over {len(ds)} adaptation methods; {len(wins)} of {len(ds)} beat No-DA ("
-            + ', '.join(f"{v} {d.mean():+.2f}" for v, d in ds.items()) + ")")
+    ada = [v for v, _ in TABLES['1'] if v not in NO_DA]
+    against = {}
+    for base in NO_DA[::-1]:            # the same-steps control first, when it was run
+        ds = {v: d for v in ada if (d := paired_delta(cells, '1', v, base, metric)) is not None}
+        if ds: against[base] = ds
+    if against:
+        parts, word = [], None
+        for base, ds in against.items():
+            mean = pd.concat(ds, axis=1).mean(axis=1)
+            wins = [v for v, d in ds.items() if d.mean() > 0]
+            word = word or _word(mean)
+            parts.append(f"against {NO_DA_NAMES[base]}: {M} {_pm(mean)}, mean over {len(ds)} adaptation methods; "
+                         f"{len(wins)} of {len(ds)} beat it (" + ', '.join(f"{v} {d.mean():+.2f}" for v, d in ds.items()) + ")")
+        add('adaptation beats no adaptation', word, '; '.join(parts))
     else: add('adaptation beats no adaptation', 'not measured', 'Table 1 not run')
     # 2. group context beats none and global
     ds = {b: d for b in ('none', 'global') if (d := paired_delta(cells, '3', 'group', b, metric)) is not None}
@@ -552,7 +567,7 @@ def count_runs(users: Sequence[str], seeds=(0, 1, 2), tables=('1', '3', '4', '5'
     keys = set()
     for r in grid.itertuples(index=False):
         if r.method == 'source': continue
-        tgt = 'mix_all' if r.target == 'mix_all' else f"{r.target}/{r.user}"
+        tgt = 'mix_all' if r.target == 'mix_all' else 'none' if r.method == 'source_more' else f"{r.target}/{r.user}"
         keys.add((r.method, r.stage, r.context_mode, r.memory, r.k if r.target == 'personal' else 'auto', tgt, r.seed,
                   r.source))
     return dict(source=len(set(grid.seed)), adapt=sum(k[1] == 1 for k in keys), stage2=sum(k[1] == 2 for k in keys),
