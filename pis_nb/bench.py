@@ -17,9 +17,9 @@ from .report import (Protocol, results_table, format_table, to_markdown, PAPER_T
 # %% auto #0
 __all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'PAPER_BESIDE', 'METRIC_NAMES', 'NO_DA',
            'NO_DA_NAMES', 'BENCH_COLUMNS', 'bench_grid', 'bench_size', 'bench_config', 'mixed_folder', 'Grouping',
-           'group_folder', 'group_source', 'Cell', 'cell_dir', 'source_dir', 'plan_cells', 'cell_done', 'run_cell',
-           'BenchRun', 'prepare_targets', 'run_bench', 'bench_table', 'paired_delta', 'k_effect', 'verdicts',
-           'verdict_lines', 'bench_markdown', 'write_bench', 'load_bench', 'count_runs', 'measure_step_s',
+           'group_folder', 'group_source', 'Cell', 'cell_dir', 'source_dir', 'plan_cells', 'cell_done', 'fda_beta',
+           'run_cell', 'BenchRun', 'prepare_targets', 'run_bench', 'bench_table', 'paired_delta', 'k_effect',
+           'verdicts', 'verdict_lines', 'bench_markdown', 'write_bench', 'load_bench', 'count_runs', 'measure_step_s',
            'estimate_bench', 'add_bench_parser', 'cmd_bench', 'context_sensitivity', 'error_breakdown',
            'restrict_classes', 'class_prior_headroom']
 
@@ -71,7 +71,7 @@ BENCH_SIZES = {
                    steps=dict(source=8000, adapt=400, stage2=400), users=('id1', 'id2'), seeds=(0, 1),
                    about="the documented size: 4 users x 150 photos (45 labelled), 1,000 source images of 128 px, "
                          "small backbone from scratch, 8,000 source steps, 400 steps per adaptation run "
-                         "(discriminators of width 32), users id1 and id2, seeds 0 and 1"),
+                         "(discriminators of width 32, FDA beta 1/64), users id1 and id2, seeds 0 and 1"),
 }
 
 def bench_size(size) -> dict:
@@ -247,6 +247,10 @@ def _train_run(cfg: RunConfig, run: Path, progress: bool, **kw) -> None:
         t = train(cfg, run, progress=progress, **kw)
     if t.status != 'finished': raise KeyboardInterrupt(f"{run}: training {t.status}")
 
+def fda_beta(crop_size: int, beta: float = 0.01) -> float:
+    "FDA's β for a crop size: the FDA paper's 0.01, or the smallest β whose window holds one frequency (about 1 / crop) where 0.01 holds none."
+    return max(beta, (1 + 1e-9) / crop_size)    # a hair above 1/crop, so that floor(crop * β) is 1, not 0.999...
+
 def run_cell(cell: Cell, cfg: RunConfig, steps: dict, personal_root, cells_by_key: dict | None = None,
              progress: bool = False) -> dict:
     "Train what `cell` needs, evaluate it on its user, write `cell.json`; returns the cell's record."
@@ -258,9 +262,10 @@ def run_cell(cell: Cell, cfg: RunConfig, steps: dict, personal_root, cells_by_ke
         if cell.train['stage'] == 2 and not _finished(Path(cell.train['init'])):
             run_cell(cells_by_key[cell.train['init_key']], cfg, steps, personal_root, cells_by_key, progress)
         t = cell.train
+        kw = {'method_kw': {'beta': fda_beta(cfg.crop_size)}} if t['method'] == 'fda' else {}
         _train_run(cfg.override(**t['cfg'], num_steps=t['num_steps']), cell.run, progress, method=t['method'],
                    stage=t['stage'], target_user=t['target_user'], target_list=t['target_list'], init=t['init'],
-                   memory=t['memory'])
+                   memory=t['memory'], **kw)
     rows = _user_rows(cell.run, cell.user)
     if rows is None:
         rows = evaluate_run(cell.run, users=[str(Path(personal_root)/cell.user)], list_file=cell.eval_list,

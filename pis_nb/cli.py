@@ -138,12 +138,23 @@ def _cluster_maps(results: dict, out: Path) -> list[str]:
     return names
 
 # %% ../nbs/09_cli.ipynb #6720ef7f
+def _method_params(pairs) -> dict:
+    "`--param KEY=VALUE` pairs as method parameters (numbers as floats); the method checks the names."
+    out = {}
+    for p in pairs or []:
+        k, sep, v = p.partition('=')
+        if not sep or not k: raise PisError(f"--param: expected KEY=VALUE, got {p!r}")
+        try: out[k.strip()] = float(v)
+        except ValueError: raise PisError(f"--param {k}: expected a number, got {v!r}") from None
+    return out
+
 def cmd_train(args) -> int:
     "Train `--method` (stage 1 or 2) for `--user` in `run_dir`, resuming the run there if it has a checkpoint."
     from pis_nb.train import train
     cfg = _config_from(args)
     t = train(cfg, args.run_dir, method=args.method, stage=args.stage, num_steps=args.steps, target_user=args.user,
-              target_list=args.list, init=args.init, memory=args.memory, progress=not args.quiet)
+              target_list=args.list, init=args.init, memory=args.memory, progress=not args.quiet,
+              method_kw=_method_params(args.param))
     print(f"{args.method} stage {args.stage}: {t.status} at step {t.step}; run folder {args.run_dir}")
     return 130 if t.status == 'interrupted' else 0
 
@@ -464,6 +475,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--init', help='stage 2: the stage-1 run folder or weights file to start from')
     s.add_argument('--steps', type=int, help="train this many more steps (default: up to the config's num_steps)")
     s.add_argument('--memory', action='store_true', help='use the whole-group memory in the group context')
+    s.add_argument('--param', action='append', metavar='KEY=VALUE',
+                   help="a method parameter, e.g. --param beta=0.05 for FDA, --param lambda_ent=0.001 (repeatable)")
     s.add_argument('--quiet', action='store_true', help='no progress bar')
     s = with_config(add('pseudo', cmd_pseudo, "write stage 2's pseudo labels for a user from a stage-1 model"))
     s.add_argument('init', help='stage-1 run folder (its model.pt) or weights file')

@@ -541,6 +541,11 @@ class Trainer:
         self.method = get_method(method)
         if stage not in (1, 2): raise ConfigError(f"stage must be 1 or 2, got {stage!r}")
         self.params = self.method.resolve(method_kw)
+        if self.method.fda and math.floor(cfg.crop_size * self.params['beta']) == 0:   # an empty FDA window:
+            c, b = cfg.crop_size, self.params['beta']                                   # source-only in disguise
+            raise ConfigError(f"FDA with beta={b:g} at crop_size={c} swaps no frequency (floor({c} x {b:g}) = 0) and "
+                              f"would train exactly like source-only; use beta >= {1 / c:.3g} "
+                              f"(method_kw={{'beta': ...}}; CLI: --param beta=...)")
         if not self.method.group_context and cfg.context_mode != 'none': cfg = cfg.override(context_mode='none')
         if cfg.model_selection == 'oracle' and eval_fn is None:
             raise ConfigError("model_selection='oracle' selects weights on labelled target photos and needs an eval_fn")
