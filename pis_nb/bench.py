@@ -21,7 +21,7 @@ __all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'P
            'run_cell', 'BenchRun', 'prepare_targets', 'run_bench', 'bench_table', 'paired_delta', 'k_effect',
            'verdicts', 'verdict_lines', 'bench_markdown', 'write_bench', 'load_bench', 'count_runs', 'measure_step_s',
            'estimate_bench', 'add_bench_parser', 'cmd_bench', 'context_sensitivity', 'error_breakdown',
-           'restrict_classes', 'class_prior_headroom']
+           'restrict_classes', 'class_prior_headroom', 'pseudo_label_quality']
 
 # %% ../nbs/13_bench.ipynb #c4a01925
 RECIPE = dict(method='ours', stage=1, context_mode='group', memory=False, k='auto', target='personal', source='random')
@@ -717,3 +717,33 @@ def class_prior_headroom(model, user_root, list_file: str | None = None, eval_si
                          class_recall=100 * float(np.mean(recall)) if recall else float('nan'),
                          photos=sum(bool(named[i]) for i in scored), **error_breakdown(preds, masks)))
     return pd.DataFrame(rows).set_index('restriction')
+
+# %% ../nbs/13_bench.ipynb #679da53d
+def pseudo_label_quality(pseudo_dir, user_root) -> dict:
+    "Pseudo labels of the kept, labelled photos against their true labels: shares (%) of background and agreement among labelled pseudo pixels; of the true object pixels, right / background / other class / ignored; object share of kept and left-out labelled photos."
+    from pis_nb.data import read_mask
+    d, root = Path(pseudo_dir), Path(user_root)
+    try: meta = json.loads((d/'pseudo.json').read_text(encoding='utf-8'))
+    except FileNotFoundError: raise PisError(f"{d}: no pseudo.json (not a pseudo-label folder)") from None
+    kept = {p['name'] for p in meta['photos'] if p['kept']}
+    n = dict(px=0, bg=0, agree=0, fg=0, right=0, as_bg=0, ignored=0)
+    share = {True: [], False: []}
+    for p in meta['photos']:
+        g = root/'SegmentationClass'/f"{p['name']}.png"
+        if not g.is_file(): continue
+        y = read_mask(g)
+        fg = (y != 0) & (y != 255)
+        share[p['name'] in kept].append(100 * float(fg.mean()))
+        if p['name'] not in kept: continue
+        q = read_mask(d/f"{p['name']}.png")
+        if q.shape != y.shape: raise PisError(f"{d/(p['name'] + '.png')}: pseudo label {q.shape} and label {y.shape} differ in size")
+        lab = q != 255
+        n['px'] += int(lab.sum()); n['bg'] += int((lab & (q == 0)).sum()); n['agree'] += int((lab & (q == y)).sum())
+        n['fg'] += int(fg.sum()); n['right'] += int((fg & (q == y)).sum())
+        n['as_bg'] += int((fg & (q == 0)).sum()); n['ignored'] += int((fg & ~lab).sum())
+    pct = lambda a, b: 100 * a / b if b else float('nan')
+    return dict(photos=len(share[True]), kept=len(kept), background=pct(n['bg'], n['px']), agree=pct(n['agree'], n['px']),
+                fg_right=pct(n['right'], n['fg']), fg_background=pct(n['as_bg'], n['fg']),
+                fg_other=pct(n['fg'] - n['right'] - n['as_bg'] - n['ignored'], n['fg']), fg_ignored=pct(n['ignored'], n['fg']),
+                object_share_kept=float(np.mean(share[True])) if share[True] else float('nan'),
+                object_share_left=float(np.mean(share[False])) if share[False] else float('nan'))
