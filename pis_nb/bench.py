@@ -664,6 +664,10 @@ def context_sensitivity(model, user_root, list_file: str | None = None, eval_siz
                          for n, ps in probs.items()]).set_index('context')
 
 # %% ../nbs/13_bench.ipynb #20893126
+def _pct(part, whole) -> float:
+    "`part` as a percentage of `whole` (nan when `whole` is 0)."
+    return 100 * part / whole if whole else float('nan')
+
 def error_breakdown(preds, masks) -> dict:
     "Pixel shares (%): of the labelled foreground, predicted right / as background / as another class; of the background, predicted as an object (255 ignored)."
     n = dict(fg=0, correct=0, missed=0, bg=0, false=0)
@@ -674,9 +678,8 @@ def error_breakdown(preds, masks) -> dict:
         n['fg'] += int(fg.sum()); n['bg'] += int(bg.sum())
         n['correct'] += int((fg & (p == m)).sum()); n['missed'] += int((fg & (p == 0)).sum())
         n['false'] += int((bg & (p != 0)).sum())
-    pct = lambda a, b: 100 * a / b if b else float('nan')
-    return dict(fg_correct=pct(n['correct'], n['fg']), fg_missed=pct(n['missed'], n['fg']),
-                fg_confused=pct(n['fg'] - n['correct'] - n['missed'], n['fg']), bg_false=pct(n['false'], n['bg']))
+    return dict(fg_correct=_pct(n['correct'], n['fg']), fg_missed=_pct(n['missed'], n['fg']),
+                fg_confused=_pct(n['fg'] - n['correct'] - n['missed'], n['fg']), bg_false=_pct(n['false'], n['bg']))
 
 def restrict_classes(prob, allowed):
     "Per pixel, the most probable class among background and `allowed` of a (C, H, W) probability map."
@@ -741,9 +744,8 @@ def pseudo_label_quality(pseudo_dir, user_root) -> dict:
         n['px'] += int(lab.sum()); n['bg'] += int((lab & (q == 0)).sum()); n['agree'] += int((lab & (q == y)).sum())
         n['fg'] += int(fg.sum()); n['right'] += int((fg & (q == y)).sum())
         n['as_bg'] += int((fg & (q == 0)).sum()); n['ignored'] += int((fg & ~lab).sum())
-    pct = lambda a, b: 100 * a / b if b else float('nan')
-    return dict(photos=len(share[True]), kept=len(kept), background=pct(n['bg'], n['px']), agree=pct(n['agree'], n['px']),
-                fg_right=pct(n['right'], n['fg']), fg_background=pct(n['as_bg'], n['fg']),
-                fg_other=pct(n['fg'] - n['right'] - n['as_bg'] - n['ignored'], n['fg']), fg_ignored=pct(n['ignored'], n['fg']),
+    return dict(photos=len(share[True]), kept=len(kept), background=_pct(n['bg'], n['px']), agree=_pct(n['agree'], n['px']),
+                fg_right=_pct(n['right'], n['fg']), fg_background=_pct(n['as_bg'], n['fg']),
+                fg_other=_pct(n['fg'] - n['right'] - n['as_bg'] - n['ignored'], n['fg']), fg_ignored=_pct(n['ignored'], n['fg']),
                 object_share_kept=float(np.mean(share[True])) if share[True] else float('nan'),
                 object_share_left=float(np.mean(share[False])) if share[False] else float('nan'))

@@ -16,9 +16,8 @@ import torch.nn as nn
 import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as TF
 from tqdm.auto import tqdm
-from .core import PisError, VOC_CLASSES, NUM_CLASSES, IGNORE_INDEX, atomic_write, colorize, default_device, voc_palette
-from .data import (UserDataset, VOCSource, read_image, read_mask, list_users, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet,
-                         DatasetError)
+from .core import PisError, VOC_CLASSES, NUM_CLASSES, atomic_write, colorize, default_device, voc_palette
+from .data import (UserDataset, VOCSource, read_image, read_mask, list_users, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet)
 
 # %% auto #0
 __all__ = ['EMBEDDERS', 'CACHE_DIRNAME', 'RELEASED_SOURCE_GROUPS', 'VOC_TRAIN_AUG_SIZE', 'COLOUR_BY', 'WeightsError',

@@ -10,7 +10,7 @@ import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
 from tqdm.auto import tqdm
-from .core import VOC_CLASSES, NUM_CLASSES, IGNORE_INDEX, PisError, colorize, voc_palette
+from .core import VOC_CLASSES, IGNORE_INDEX, PisError, colorize, voc_palette
 from .data import UserDataset, VOCSource, is_voc_folder, list_users, read_image, read_mask, IMAGENET_MEAN, IMAGENET_STD
 
 # %% auto #0
