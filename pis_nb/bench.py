@@ -30,7 +30,7 @@ TABLES: dict[str, list[tuple[str, dict]]] = {
     '1': [('source_only', dict(method='source')), ('source_more', dict(method='source_more', context_mode='none')),
           ('minent', dict(method='minent')), ('adaptseg', dict(method='adaptseg')),
           ('fda', dict(method='fda')), ('maxsquare', dict(method='maxsquare')), ('advent', dict(method='advent')),
-          ('ours_s1', {}), ('ours_s2', dict(stage=2))],
+          ('ours_s1', {}), ('ours_s1_more', dict(method='ours_more')), ('ours_s2', dict(stage=2))],
     '3': [('none', dict(context_mode='none')), ('global', dict(context_mode='global')), ('group', {}),
           ('group_memory', dict(memory=True)), ('group_source', dict(source='grouped'))],
     '4': [('k1', dict(k=1)), ('k10', dict(k=10)), ('k80', dict(k=80)), ('kauto', {})],
@@ -198,16 +198,17 @@ def plan_cells(grid: pd.DataFrame, out_dir, groupings: dict, targets: dict, step
         if rec['source'] == 'grouped':
             sg = groupings[('source', 'released')]
             run_cfg['source_list'], same['source_groups'] = sg.list_name, sg.digest
-        if rec['stage'] == 2:
-            s1 = _key(recipe={**same, 'stage': 1}, seed=int(r.seed), folder=str(tgt), k=grp.k, groups=grp.digest,
-                      steps=steps['adapt'], init=f"source/{r.seed}")
+        base = rec['method'].removesuffix('_more')      # a `*_more` run trains its base run on for more steps
+        if rec['stage'] == 2 or rec['method'] == 'ours_more':          # both start from the ours S1 run
+            s1 = _key(recipe={**same, 'method': base, 'stage': 1}, seed=int(r.seed), folder=str(tgt), k=grp.k,
+                      groups=grp.digest, steps=steps['adapt'], init=f"source/{r.seed}")
             init_key, nsteps = s1, steps['stage2']
         else: init_key, nsteps = f"source/{r.seed}", steps['adapt']
         if rec['method'] == 'source_more':   # no target: one run per seed, whatever the user
             key = _key(recipe=same, seed=int(r.seed), steps=nsteps, init=init_key)
         else: key = _key(recipe=same, seed=int(r.seed), folder=str(tgt), k=grp.k, groups=grp.digest, steps=nsteps, init=init_key)
         if key not in owner: owner[key] = d
-        train = dict(method='source' if rec['method'] == 'source_more' else rec['method'], stage=int(rec['stage']),
+        train = dict(method=base, stage=int(rec['stage']),
                      memory=bool(rec['memory']), target_user=str(tgt), target_list=grp.list_name, init_key=init_key,
                      num_steps=int(nsteps), cfg=run_cfg)
         cells.append(Cell(r.table, r.variant, r.user, int(r.seed), rec, d, owner[key], owner[key] == d, key, train,
@@ -259,7 +260,7 @@ def run_cell(cell: Cell, cfg: RunConfig, steps: dict, personal_root, cells_by_ke
     src = source_dir(cell.dir.parents[4], cell.seed)          # cell.dir is out/runs/<table>/<variant>/<user>/seed<k>
     _train_run(cfg.override(seed=cell.seed, num_steps=int(steps['source'])), src, progress, method='source')
     if cell.train:
-        if cell.train['stage'] == 2 and not _finished(Path(cell.train['init'])):
+        if not cell.train['init_key'].startswith('source/') and not _finished(Path(cell.train['init'])):
             run_cell(cells_by_key[cell.train['init_key']], cfg, steps, personal_root, cells_by_key, progress)
         t = cell.train
         kw = {'method_kw': {'beta': fda_beta(cfg.crop_size)}} if t['method'] == 'fda' else {}
@@ -447,7 +448,7 @@ def verdicts(cells: pd.DataFrame, metric: str = 'fiou') -> list[dict]:
     def add(finding, verdict, detail): out.append(dict(finding=finding, verdict=verdict, detail=detail))
     M = METRIC_NAMES.get(metric, metric)
     # 1. adaptation beats no adaptation
-    ada = [v for v, _ in TABLES['1'] if v not in NO_DA]
+    ada = [v for v, _ in TABLES['1'] if v not in NO_DA + ('ours_s1_more',)]    # methods, not controls
     against = {}
     for base in NO_DA[::-1]:            # the same-steps control first, when it was run
         ds = {v: d for v in ada if (d := paired_delta(cells, '1', v, base, metric)) is not None}
@@ -470,7 +471,11 @@ def verdicts(cells: pd.DataFrame, metric: str = 'fiou') -> list[dict]:
     else: add('group context beats none and global', 'not measured', 'Table 3 not run')
     # 3. stage 2 improves on stage 1
     d = paired_delta(cells, '1', 'ours_s2', 'ours_s1', metric)
-    if d is not None: add('stage 2 improves on stage 1', _word(d), f"ours S2 − ours S1: {M} {_pm(d)}")
+    dm = paired_delta(cells, '1', 'ours_s2', 'ours_s1_more', metric)     # the same-steps control, when it was run
+    if d is not None:
+        add('stage 2 improves on stage 1', _word(d if dm is None else dm),
+            (f"ours S2 − ours S1 with the same extra steps: {M} {_pm(dm)}; " if dm is not None else '')
+            + f"ours S2 − ours S1: {M} {_pm(d)}")
     else: add('stage 2 improves on stage 1', 'not measured', 'Table 1 not run')
     # 4. personal beats mixed
     ds = {b: d for b in ('mix_all', 'mix_sample') if (d := paired_delta(cells, '5', 'personal', b, metric)) is not None}
@@ -551,7 +556,8 @@ def write_bench(out_dir, records: list[dict], cfg: RunConfig, steps: dict, spec:
     protocol.eval_size = f"original (network input: shorter side {cfg.eval_size})"
     notes = (f"Size: {spec.get('about', 'custom')}. Synth {spec['synth']}; steps {steps}; backbone {cfg.backbone} "
              f"(pretrained {cfg.pretrained}), crop {cfg.crop_size}, batch {cfg.batch_size}, lr {cfg.lr}. One source-only "
-             "run per seed; every adaptation run starts from it (warm start); stage 2 from ours S1. Groups per user: "
+             "run per seed; every adaptation run starts from it (warm start); stage 2 and ours S1, more steps start "
+             "from ours S1. Groups per user: "
              f"{cfg.embedder} features, K by silhouette unless Table 4 fixes it, grouping seed 0.")
     md = bench_markdown(cells, notes=notes, protocol=protocol)
     with atomic_write(out/'bench.csv') as f: cells.to_csv(f, index=False)
@@ -575,7 +581,8 @@ def count_runs(users: Sequence[str], seeds=(0, 1, 2), tables=('1', '3', '4', '5'
         tgt = 'mix_all' if r.target == 'mix_all' else 'none' if r.method == 'source_more' else f"{r.target}/{r.user}"
         keys.add((r.method, r.stage, r.context_mode, r.memory, r.k if r.target == 'personal' else 'auto', tgt, r.seed,
                   r.source))
-    return dict(source=len(set(grid.seed)), adapt=sum(k[1] == 1 for k in keys), stage2=sum(k[1] == 2 for k in keys),
+    longer = lambda k: k[1] == 2 or k[0] == 'ours_more'      # runs of stage 2's length
+    return dict(source=len(set(grid.seed)), adapt=sum(not longer(k) for k in keys), stage2=sum(longer(k) for k in keys),
                 cells=len(grid))
 
 def measure_step_s(size='medium', methods=('source', 'advent', 'ours'), steps: int = 4, data=None) -> dict:

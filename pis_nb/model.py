@@ -397,11 +397,11 @@ class GroupContext(nn.Module):
         return self.fuse(torch.cat([to_map(ctx_img), to_map(ctx_grp), x], 1)), (w_grp, w_img)
 
     def _global(self, x, cand):
-        "One vector per group: the mean of the allowed images' mean features, through σ and ρ, fused by ψ."
+        "One vector per group (the mean of the allowed images' mean features) weighs the channels: ψ([X, X ⊙ sigmoid(ρσ(g))])."
         a = cand.allowed.to(cand.pooled.dtype)
         g = torch.matmul(a, cand.pooled) / a.sum(1, keepdim=True)                 # (N, CH)
-        c = self.out(self.value(g))[:, :, None, None].expand_as(x)
-        return self.fuse(torch.cat([x, c], 1))
+        s = torch.sigmoid(self.out(self.value(g)))[:, :, None, None]             # a constant added here would vanish in ψ's BN
+        return self.fuse(torch.cat([x, x * s], 1))
 
     def extra_repr(self) -> str:
         return (f"mode={self.mode!r}, variant={self.variant!r}, region_softmax={self.region_softmax!r}, "
