@@ -539,6 +539,15 @@ def bench_markdown(cells: pd.DataFrame, title: str = 'pis-nb bench on PIS-Synth'
 
 BENCH_COLUMNS = ['table', 'variant', 'user', 'seed', 'fiou', 'miou', 'seconds', 'k', 'shared', 'run']
 
+def _size_line(spec: dict, steps: dict, cells: pd.DataFrame) -> str:
+    "The size's description, plus what this run changed from it (steps, seeds, users): the description alone would claim the size's own."
+    changed = [f"{k} steps {v}" for k, v in steps.items() if spec['steps'].get(k) != v]
+    seeds, users = sorted(cells.seed.unique().tolist()), sorted(cells.user.astype(str).unique().tolist())
+    if len(cells) and spec.get('seeds') is not None and seeds != sorted(spec['seeds']):
+        changed.append('seeds ' + ', '.join(map(str, seeds)))
+    if len(cells) and spec.get('users') is not None and users != sorted(spec['users']): changed.append('users ' + ', '.join(users))
+    return spec.get('about', 'custom') + (f" (this run changed: {'; '.join(changed)})" if changed else '')
+
 def write_bench(out_dir, records: list[dict], cfg: RunConfig, steps: dict, spec: dict) -> dict:
     "Write bench.csv, results.csv and bench.md in `out_dir` from the cells' records; returns them."
     out = Path(out_dir)
@@ -554,7 +563,7 @@ def write_bench(out_dir, records: list[dict], cfg: RunConfig, steps: dict, spec:
     seeds = sorted(cells.seed.unique().tolist()) if len(cells) else []
     protocol = Protocol.from_config(cfg, seeds=seeds)
     protocol.eval_size = f"original (network input: shorter side {cfg.eval_size})"
-    notes = (f"Size: {spec.get('about', 'custom')}. Synth {spec['synth']}; steps {steps}; backbone {cfg.backbone} "
+    notes = (f"Size: {_size_line(spec, steps, cells)}. Synth {spec['synth']}; steps {steps}; backbone {cfg.backbone} "
              f"(pretrained {cfg.pretrained}), crop {cfg.crop_size}, batch {cfg.batch_size}, lr {cfg.lr}. One source-only "
              "run per seed; every adaptation run starts from it (warm start); stage 2 and ours S1, more steps start "
              "from ours S1. Groups per user: "
