@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
-from .core import PisError, RunConfig, atomic_write
+from .core import PisError, RunConfig, atomic_write, IGNORE_INDEX
 from .report import (Protocol, results_table, format_table, to_markdown, PAPER_TABLE1, PAPER_TABLE3, PAPER_TABLE4,
                            PAPER_TABLE5)
 
@@ -751,7 +751,7 @@ def pseudo_label_quality(pseudo_dir, user_root) -> dict:
         g = root/'SegmentationClass'/f"{p['name']}.png"
         if not g.is_file(): continue
         y = read_mask(g)
-        fg = (y != 0) & (y != 255)
+        fg = (y != 0) & (y != IGNORE_INDEX)
         share[p['name'] in kept].append(100 * float(fg.mean()))
         if p['name'] not in kept: continue
         q = read_mask(d/f"{p['name']}.png")
