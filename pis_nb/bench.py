@@ -233,16 +233,24 @@ def _user_rows(run: Path, user: str) -> pd.DataFrame | None:
     if not p.is_file(): return None
     df = pd.read_csv(p, dtype={'user': str})
     df = df[df.user == user]
+    if len(df) and 'miou_released' not in set(df.metric): return None   # evaluated before MIoU followed the paper: redo
     return df if len(df) else None
 
 def cell_done(cell: Cell) -> bool:
     "Whether `cell` is finished and evaluated (nothing to recompute)."
-    return (cell.dir/'cell.json').is_file() and _finished(cell.run) and _user_rows(cell.dir, cell.user) is not None
+    if not ((cell.dir/'cell.json').is_file() and _finished(cell.run) and _user_rows(cell.dir, cell.user) is not None): return False
+    return 'miou_released' in json.loads((cell.dir/'cell.json').read_text())
 
 def _train_run(cfg: RunConfig, run: Path, progress: bool, **kw) -> None:
     "Train (or continue) the run in `run`; a run that stopped early raises KeyboardInterrupt."
-    from pis_nb.train import train
-    if _finished(run): return
+    from pis_nb.train import train, get_method
+    if _finished(run):
+        want = get_method(kw['method']).resolve(kw.get('method_kw'))
+        had = json.loads((run/'run.json').read_text()).get('method_params')
+        if had is not None and had != want:
+            raise PisError(f"{run}: trained with other {kw['method']} parameters ({had}, now {want}: an older kit's "
+                           "recipe); delete the folder to retrain it")
+        return
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', UserWarning)
         t = train(cfg, run, progress=progress, **kw)
@@ -275,8 +283,9 @@ def run_cell(cell: Cell, cfg: RunConfig, steps: dict, personal_root, cells_by_ke
         (cell.dir/'eval').mkdir(parents=True, exist_ok=True)
         with atomic_write(cell.dir/'eval'/'results.csv') as f: rows.to_csv(f, index=False)
     val = rows.set_index('metric')['value']
-    rec = dict(table=cell.table, variant=cell.variant, user=cell.user, seed=cell.seed, fiou=float(val['fiou']),
-               miou=float(val['miou']), seconds=round(time.perf_counter() - t0, 3), k=cell.k,
+    rec = dict(table=cell.table, variant=cell.variant, user=cell.user, seed=cell.seed,
+               **{m: float(val[m]) for m in ('fiou', 'fiou_released', 'miou', 'miou_released')},
+               seconds=round(time.perf_counter() - t0, 3), k=cell.k,
                run=str(cell.run), shared=not cell.owns, **{f"recipe_{k}": v for k, v in cell.recipe.items()})
     with atomic_write(cell.dir/'cell.json') as f: json.dump(rec, f, indent=1, default=str)
     return rec
@@ -391,15 +400,15 @@ def _long(cells: pd.DataFrame, table: str, metric: str) -> pd.DataFrame:
     c = cells[cells.table.astype(str) == table]
     return pd.DataFrame(dict(method=c.variant, user=c.user.astype(str), seed=c.seed, metric=metric, value=c[metric]))
 
-def bench_table(cells: pd.DataFrame, table: str, metric: str = 'fiou') -> pd.DataFrame | None:
-    "Variants × users + Mean as 'mean ± std' text (percent), with the paper's mean beside it where it has one; None without cells."
+def bench_table(cells: pd.DataFrame, table: str, metric: str = 'fiou', paper_metric: str | None = None) -> pd.DataFrame | None:
+    "Variants × users + Mean of the column `metric` as 'mean ± std' text (percent), with the paper's `paper_metric` (default: `metric`) beside it; None without cells."
     long = _long(cells, table, metric)
     if long.empty: return None
     order = [v for v, _ in TABLES[table] if v in set(long.method)]
     mean, std = results_table(long, metric, order)
     tab = format_table(mean, std if long.seed.nunique() > 1 else None)
     tab.index.name = 'variant'
-    paper = PAPER_BESIDE.get(table, {}).get(metric)
+    paper = PAPER_BESIDE.get(table, {}).get(paper_metric or metric)
     if paper is not None: tab['paper'] = [f"{paper[v]:.2f}" if v in paper.index else '-' for v in tab.index]
     return tab
 
@@ -518,16 +527,17 @@ def bench_markdown(cells: pd.DataFrame, title: str = 'pis-nb bench on PIS-Synth'
     seeds = sorted(cells.seed.unique().tolist())
     md += [f"Cells: mean ± std over seeds {', '.join(map(str, seeds))} (percent); 'paper': the paper's mean over its 15 "
            "users (real PIS; Tables 1–2 ResNet-50, Tables 3–5 VGG-16) — compare directions and gaps, not levels.", '']
+    key = (protocol or Protocol()).key                   # the variants the protocol line announces
     for t in TABLES:
         metrics = ('fiou', 'miou') if t == '1' else ('fiou',)
         for m in metrics:
-            tab = bench_table(cells, t, m)
+            tab = bench_table(cells, t, key(m), m)
             if tab is None: continue
             name = 'Table 2: methods (MIoU)' if (t, m) == ('1', 'miou') else TABLE_TITLES[t] + f" ({METRIC_NAMES[m]})"
             md += [f"## {name}", '', to_markdown(tab), '']
         if t == '4' and (k := _k_used(cells)) is not None:
             md += ['K used per user (fixed K is capped at n_photos // 2 groups):', '', to_markdown(k), '']
-    md += ['## Findings (computed from the cells above, FIoU)', '', *verdict_lines(verdicts(cells, 'fiou')), '',
+    md += ['## Findings (computed from the cells above, FIoU)', '', *verdict_lines(verdicts(cells, key('fiou'))), '',
            '## Wall time', '']
     wt = cells.groupby('table')['seconds'].agg(['count', 'sum'])
     md += ['| table | cells | seconds |', '|---|---|---|']
@@ -537,7 +547,7 @@ def bench_markdown(cells: pd.DataFrame, title: str = 'pis-nb bench on PIS-Synth'
            "its evaluation); a cell reading another cell's run counts only its evaluation.", '']
     return '\n'.join(md)
 
-BENCH_COLUMNS = ['table', 'variant', 'user', 'seed', 'fiou', 'miou', 'seconds', 'k', 'shared', 'run']
+BENCH_COLUMNS = ['table', 'variant', 'user', 'seed', 'fiou', 'fiou_released', 'miou', 'miou_released', 'seconds', 'k', 'shared', 'run']
 
 def _size_line(spec: dict, steps: dict, cells: pd.DataFrame) -> str:
     "The size's description, plus what this run changed from it (steps, seeds, users): the description alone would claim the size's own."

@@ -94,7 +94,7 @@ def _cluster_source(args, cfg: RunConfig, root: Path) -> int:
                                    f"or train_aug.txt)")
     r = cluster.cluster_source(voc, args.k if args.k is not None else 'released', list_file=args.list or 'train_aug.txt',
                                embedder=args.embedder or cfg.embedder, seed=cfg.seed, overwrite=args.overwrite,
-                               progress=not args.quiet)
+                               n_init=cfg.cluster_n_init, normalize=cfg.cluster_normalize, progress=not args.quiet)
     if args.maps: _cluster_maps({'source': r}, Path(args.maps))
     print(f"source {voc}: {r.n} photos -> K={r.k} groups (largest {r.sizes.max()}, smallest {r.sizes.min()}), "
           f"silhouette {r.silhouette:.3f}; wrote {r.path}\n"
@@ -112,7 +112,8 @@ def cmd_cluster(args) -> int:
     if args.list: raise PisError("cluster: --list names a source list; a user's photos are all of JPEGImages/")
     k = args.k if args.k is not None else cfg.num_groups
     embedder = args.embedder or cfg.embedder
-    kw = dict(k=k, embedder=embedder, seed=cfg.seed, overwrite=args.overwrite, progress=not args.quiet)
+    kw = dict(k=k, embedder=embedder, seed=cfg.seed, overwrite=args.overwrite, progress=not args.quiet,
+              n_init=cfg.cluster_n_init, normalize=cfg.cluster_normalize)
     if (root/'JPEGImages').is_dir(): results = {root.name: cluster.cluster_user(root, **kw)}
     else: results = cluster.cluster_users(root, users=cfg.users or None, **kw)
     if args.maps: _cluster_maps(results, Path(args.maps))
@@ -173,7 +174,8 @@ def cmd_pseudo(args) -> int:
     lst = args.list or (f"train_cluster{cfg.num_groups}.txt" if (user/f"train_cluster{cfg.num_groups}.txt").is_file() else None)
     ds = UserDataset(user, lst)
     ratio = cfg.pseudo_ratio if args.ratio is None else args.ratio
-    pl = make_pseudo_labels(model, ds, ratio, args.out, args.pixel_keep, 0.0, cfg.eval_size, cfg.batch_size,
+    keep = cfg.pixel_keep if args.pixel_keep is None else args.pixel_keep
+    pl = make_pseudo_labels(model, ds, ratio, args.out, keep, 0.0, cfg.eval_size, cfg.batch_size,
                             memory=memory, amp=cfg.amp, progress=not args.quiet)
     print(f"{user.name}: {len(pl.kept)} of {len(pl.table)} photos pseudo-labelled (ratio {ratio}); list {pl.list_file}")
     return 0
@@ -462,7 +464,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--list', help='source only: the list of photos to group (default: train_aug.txt)')
     s.add_argument('--k', type=_k_arg, help="number of groups, or 'auto' (default: the config's num_groups; for the "
                    "source, the released code's 21 photos a group: 500 on VOC)")
-    s.add_argument('--embedder', help="imagenet-resnet50 | colour-texture (default: the config's embedder)")
+    s.add_argument('--embedder', help="imagenet-resnet50 | imagenet-resnet101 | colour-texture (default: the config's embedder)")
     s.add_argument('--maps', help='also save UMAP maps and group-size plots as PNGs in this folder')
     s.add_argument('--overwrite', action='store_true', help='replace an existing list of the same K with other groups')
     s.add_argument('--quiet', action='store_true', help='no progress bars')
@@ -484,7 +486,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--out', required=True, help='folder for train_pseudo.txt, the PNGs and pseudo.json')
     s.add_argument('--list', help='list file with groups (default: train_cluster{num_groups}.txt when present)')
     s.add_argument('--ratio', type=float, help="fraction of photos kept (default: the config's pseudo_ratio)")
-    s.add_argument('--pixel-keep', type=float, default=0.8, help='fraction of each class\'s pixels kept per photo')
+    s.add_argument('--pixel-keep', type=float, help="fraction of each class's pixels kept per photo (default: the config's pixel_keep)")
     s.add_argument('--quiet', action='store_true', help='no progress bar')
     s = add('eval', cmd_eval, 'score finished runs on their target user at original resolution; writes RUN/eval/')
     s.add_argument('runs', nargs='+', help='run folders (holding model.pt)')

@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as TF
+from PIL import Image
 from tqdm.auto import tqdm
 from .core import PisError, VOC_CLASSES, NUM_CLASSES, atomic_write, colorize, default_device, voc_palette
 from .data import (UserDataset, VOCSource, read_image, read_mask, list_users, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet)
@@ -22,13 +23,13 @@ from .data import (UserDataset, VOCSource, read_image, read_mask, list_users, IM
 # %% auto #0
 __all__ = ['EMBEDDERS', 'CACHE_DIRNAME', 'RELEASED_SOURCE_GROUPS', 'VOC_TRAIN_AUG_SIZE', 'COLOUR_BY', 'WeightsError',
            'WeightsMissingError', 'ClusterError', 'Embedder', 'rgb_to_lab', 'ColourTextureEmbedder',
-           'resnet50_weights_path', 'file_sha1', 'ResNet50Embedder', 'module_fingerprint', 'EncoderEmbedder',
-           'get_embedder', 'default_cache_dir', 'embed_photos', 'prepare_features', 'cap_k', 'kmeans', 'silhouette',
-           'default_k_range', 'choose_k', 'write_cluster_list', 'ClusterResult', 'cluster_user', 'cluster_users',
-           'released_source_k', 'cluster_source', 'class_pixels', 'dominant_classes', 'group_table', 'scene_labels',
-           'scene_agreement', 'plot_group_sizes', 'plot_k_curve', 'umap_2d', 'plot_map', 'map_values', 'user_map',
-           'user_maps', 'users_map', 'GroupBrowser', 'time_embedding', 'synthetic_features', 'time_grouping',
-           'compare_k']
+           'resnet_weights_path', 'resnet50_weights_path', 'file_sha1', 'ImageNetResNetEmbedder', 'ResNet50Embedder',
+           'ResNet101Embedder', 'module_fingerprint', 'EncoderEmbedder', 'get_embedder', 'default_cache_dir',
+           'embed_photos', 'prepare_features', 'cap_k', 'kmeans', 'silhouette', 'default_k_range', 'choose_k',
+           'write_cluster_list', 'ClusterResult', 'cluster_user', 'cluster_users', 'released_source_k',
+           'cluster_source', 'class_pixels', 'dominant_classes', 'group_table', 'scene_labels', 'scene_agreement',
+           'plot_group_sizes', 'plot_k_curve', 'umap_2d', 'plot_map', 'map_values', 'user_map', 'user_maps',
+           'users_map', 'GroupBrowser', 'time_embedding', 'synthetic_features', 'time_grouping', 'compare_k']
 
 # %% ../nbs/04_cluster.ipynb #7634fb38
 class WeightsError(PisError):
@@ -54,15 +55,19 @@ def _to_chw(x: torch.Tensor) -> torch.Tensor:
     if x.shape[-1] == 3: return x.permute(2, 0, 1)
     raise ValueError(f"expected an image of shape (H, W, 3) or (3, H, W), got {tuple(x.shape)}")
 
-def _resized(x: torch.Tensor, size) -> torch.Tensor:
-    "Resize (3, H, W) or (N, 3, H, W) to `size` (antialiased), keeping the dtype."
+def _resized(x: torch.Tensor, size, pil_bicubic: bool = False) -> torch.Tensor:
+    "Resize (3, H, W) or (N, 3, H, W) to `size` (antialiased bilinear; or, for uint8 photos, PIL's bicubic as the released pre_cluster.py), keeping the dtype."
     if tuple(x.shape[-2:]) == tuple(size): return x
-    return TF.resize(x, list(size), antialias=True)
+    if not pil_bicubic or x.dtype != torch.uint8: return TF.resize(x, list(size), antialias=True)
+    if x.ndim == 4: return torch.stack([_resized(v, size, True) for v in x])
+    im = Image.fromarray(x.permute(1, 2, 0).contiguous().numpy()).resize((size[1], size[0]), Image.BICUBIC)
+    return torch.from_numpy(np.array(im)).permute(2, 0, 1).contiguous()
 
 # %% ../nbs/04_cluster.ipynb #87fc5be3
 class Embedder:
     "Base of the photo embedders: `name`, `dim`, `size`, `config()`, `to(device)`, `prepare(photo)`, and `__call__(batch) -> (N, D) float32`."
     name = 'embedder'
+    pil_bicubic = False          # resize photos with PIL's bicubic filter (the released pre_cluster.py) instead of torchvision's
     def __init__(self, size=224, device=None):
         self.size = _pair(size)
         self.device = torch.device('cpu') if device is None else default_device(device)
@@ -74,7 +79,7 @@ class Embedder:
 
     def config(self) -> dict:
         "Everything that determines the features (keys the feature cache)."
-        return dict(name=self.name, size=list(self.size))
+        return dict(name=self.name, size=list(self.size), **({'resize': 'pil-bicubic'} if self.pil_bicubic else {}))
 
     @property
     def cache_key(self) -> str | None:
@@ -89,7 +94,7 @@ class Embedder:
     def prepare(self, photo) -> torch.Tensor:
         "One photo (H, W, 3) uint8 array or tensor as a uint8 (3, h, w) tensor at `size`."
         x = _to_chw(torch.as_tensor(np.asarray(photo)) if not isinstance(photo, torch.Tensor) else photo)
-        return _resized(x, self.size)
+        return _resized(x, self.size, self.pil_bicubic)
 
     def batch(self, photos) -> torch.Tensor:
         "A float (N, 3, h, w) batch in [0, 1] at `size` on `device`, from any accepted batch form."
@@ -100,7 +105,7 @@ class Embedder:
             if x.ndim != 4: raise ValueError(f"expected a batch (N, 3, H, W) or (N, H, W, 3), got shape {tuple(x.shape)}")
             if x.shape[1] != 3 and x.shape[-1] == 3: x = x.permute(0, 3, 1, 2)
             if x.shape[1] != 3: raise ValueError(f"expected 3 colour channels, got shape {tuple(x.shape)}")
-            x = _resized(x, self.size)
+            x = _resized(x, self.size, self.pil_bicubic)
         x = x.to(self.device)
         return x.float() / 255 if x.dtype == torch.uint8 else x.float()
 
@@ -190,18 +195,25 @@ class ColourTextureEmbedder(Embedder):
         return nnf.normalize(torch.cat(blocks, 1), dim=1)
 
 # %% ../nbs/04_cluster.ipynb #dfd102c6
-def _resnet50_weights(weights):
-    "torchvision's `ResNet50_Weights` member named by `weights` (a name or the member)."
-    from torchvision.models import ResNet50_Weights
-    if isinstance(weights, ResNet50_Weights): return weights
-    try: return ResNet50_Weights[str(weights)]
+_RESNETS = {'resnet50': 'ResNet50_Weights', 'resnet101': 'ResNet101_Weights'}
+
+def _resnet_weights(weights, arch: str = 'resnet50'):
+    "torchvision's `ResNet50_Weights` / `ResNet101_Weights` member named by `weights` (a name or the member)."
+    import torchvision.models as tvm
+    enum = getattr(tvm, _RESNETS[arch])
+    if isinstance(weights, enum): return weights
+    try: return enum[str(weights)]
     except KeyError:
-        raise WeightsError(f"unknown ResNet-50 weights {weights!r} (known: {', '.join(ResNet50_Weights.__members__)})") from None
+        raise WeightsError(f"unknown {arch} weights {weights!r} (known: {', '.join(enum.__members__)})") from None
+
+def resnet_weights_path(weights='IMAGENET1K_V2', arch: str = 'resnet50') -> Path:
+    "Where torchvision caches the `arch` ('resnet50' | 'resnet101') `weights` file: `torch.hub.get_dir()/checkpoints/<file name of its URL>`."
+    w = _resnet_weights(weights, arch)
+    return Path(torch.hub.get_dir())/'checkpoints'/os.path.basename(urlparse(w.url).path)
 
 def resnet50_weights_path(weights='IMAGENET1K_V2') -> Path:
-    "Where torchvision caches the ResNet-50 `weights` file: `torch.hub.get_dir()/checkpoints/<file name of its URL>`."
-    w = _resnet50_weights(weights)
-    return Path(torch.hub.get_dir())/'checkpoints'/os.path.basename(urlparse(w.url).path)
+    "Where torchvision caches the ResNet-50 `weights` file (see `resnet_weights_path`)."
+    return resnet_weights_path(weights, 'resnet50')
 
 def file_sha1(path, chunk: int = 1 << 20) -> str:
     "SHA-1 (hex) of the bytes of the file at `path`."
@@ -210,29 +222,30 @@ def file_sha1(path, chunk: int = 1 << 20) -> str:
         while b := f.read(chunk): h.update(b)
     return h.hexdigest()
 
+
 # %% ../nbs/04_cluster.ipynb #9128a2c2
-def _missing_weights_message(path: Path, w) -> str:
+def _missing_weights_message(path: Path, w, what: str = 'ResNet-50') -> str:
     name = path.name
-    return (f"ImageNet ResNet-50 weights not found at {path}. pis-nb never downloads anything. Either copy torchvision's "
+    return (f"ImageNet {what} weights not found at {path}. pis-nb never downloads anything. Either copy torchvision's "
             f"{w.name} file {name} (from {w.url}, fetched on a machine that may go online) to {path.parent}/ "
             f"(or set TORCH_HOME to a folder holding hub/checkpoints/{name}, or pass weights_path=), or group photos "
             "with the offline embedder: embedder='colour-texture' (CLI: --embedder colour-texture).")
 
-class ResNet50Embedder(Embedder):
-    "ImageNet ResNet-50 features (2048-d, global average pool), as the paper; weights only from the local torch hub cache."
-    name = 'imagenet-resnet50'
-    def __init__(self, weights='IMAGENET1K_V2', weights_path=None, size=224, device=None):
+class ImageNetResNetEmbedder(Embedder):
+    "ImageNet ResNet features (2048-d, global average pool before the classifier) of torchvision's `arch`; weights only from the local torch hub cache."
+    name, arch, title, default_weights = 'imagenet-resnet', 'resnet50', 'ResNet', 'IMAGENET1K_V2'
+    def __init__(self, weights=None, weights_path=None, size=224, device=None):
         super().__init__(size, device)
-        w = _resnet50_weights(weights)
-        path = Path(weights_path) if weights_path is not None else resnet50_weights_path(w)
-        if not path.is_file(): raise WeightsMissingError(_missing_weights_message(path, w))
+        w = _resnet_weights(weights or self.default_weights, self.arch)
+        path = Path(weights_path) if weights_path is not None else resnet_weights_path(w, self.arch)
+        if not path.is_file(): raise WeightsMissingError(_missing_weights_message(path, w, self.title))
         import torchvision
-        net = torchvision.models.resnet50(weights=None)   # random init: nothing is fetched
+        net = getattr(torchvision.models, self.arch)(weights=None)   # random init: nothing is fetched
         try: state = torch.load(path, map_location='cpu', weights_only=True)
         except Exception as e: raise WeightsError(f"{path}: cannot read the weights file ({e})") from None
         try: net.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as e:
-            raise WeightsError(f"{path}: not a torchvision ResNet-50 state dict ({str(e)[:300]})") from None
+            raise WeightsError(f"{path}: not a torchvision {self.title} state dict ({str(e)[:300]})") from None
         self.weights, self.weights_path, self.weights_sha1 = w.name, path, file_sha1(path)
         self.trunk = nn.Sequential(*list(net.children())[:-1]).eval().to(self.device)   # everything but the classifier
 
@@ -242,13 +255,25 @@ class ResNet50Embedder(Embedder):
     def config(self) -> dict:
         return dict(super().config(), weights=self.weights, weights_sha1=self.weights_sha1)
 
-    def to(self, device) -> 'ResNet50Embedder':
+    def to(self, device) -> 'ImageNetResNetEmbedder':
         super().to(device); self.trunk.to(self.device); return self
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         mean = torch.tensor(IMAGENET_MEAN, device=x.device).view(1, 3, 1, 1)
         std = torch.tensor(IMAGENET_STD, device=x.device).view(1, 3, 1, 1)
         return self.trunk((x - mean) / std).flatten(1)
+
+class ResNet50Embedder(ImageNetResNetEmbedder):
+    "ImageNet ResNet-50 features (2048-d, global average pool), as the paper; weights only from the local torch hub cache."
+    name, arch, title, default_weights = 'imagenet-resnet50', 'resnet50', 'ResNet-50', 'IMAGENET1K_V2'
+
+class ResNet101Embedder(ImageNetResNetEmbedder):
+    "ImageNet ResNet-101 features as the released pre_cluster.py: IMAGENET1K_V1 weights, photos resized to 400x300 with PIL's bicubic filter."
+    name, arch, title, default_weights = 'imagenet-resnet101', 'resnet101', 'ResNet-101', 'IMAGENET1K_V1'
+    pil_bicubic = True
+    def __init__(self, weights=None, weights_path=None, size=(300, 400), device=None):
+        super().__init__(weights, weights_path, size, device)
+
 
 # %% ../nbs/04_cluster.ipynb #00ad713e
 def module_fingerprint(module: nn.Module) -> str:
@@ -308,7 +333,7 @@ class EncoderEmbedder(Embedder):
         return f
 
 # %% ../nbs/04_cluster.ipynb #6250a37d
-EMBEDDERS = {'imagenet-resnet50': ResNet50Embedder, 'colour-texture': ColourTextureEmbedder,
+EMBEDDERS = {'imagenet-resnet50': ResNet50Embedder, 'imagenet-resnet101': ResNet101Embedder, 'colour-texture': ColourTextureEmbedder,
              'color-texture': ColourTextureEmbedder}
 
 def get_embedder(embedder='imagenet-resnet50', **kw) -> Embedder:
@@ -359,9 +384,9 @@ def _cache_write(path: Path, store: dict, config: dict) -> None:
 # %% ../nbs/04_cluster.ipynb #27fd85e9
 class _PhotoReader(torch.utils.data.Dataset):
     "Photos read and resized to `size` as uint8 (3, h, w) tensors (for a DataLoader; holds no model, so workers stay light)."
-    def __init__(self, paths, size): self.paths, self.size = list(paths), size
+    def __init__(self, paths, size, pil_bicubic: bool = False): self.paths, self.size, self.pil = list(paths), size, pil_bicubic
     def __len__(self): return len(self.paths)
-    def __getitem__(self, i): return _resized(_to_chw(torch.from_numpy(read_image(self.paths[i]))), self.size)
+    def __getitem__(self, i): return _resized(_to_chw(torch.from_numpy(read_image(self.paths[i]))), self.size, self.pil)
 
 def _photo_paths(photos) -> tuple[list[Path], Path | None]:
     "Photo paths and the user folder (None for a bare list) of a user folder, dataset or list of paths."
@@ -391,7 +416,7 @@ def embed_photos(photos, embedder='imagenet-resnet50', batch_size: int = 32, dev
     new = {}
     try:
         if todo:
-            dl = torch.utils.data.DataLoader(_PhotoReader([p for p, _ in todo], emb.size), batch_size=batch_size,
+            dl = torch.utils.data.DataLoader(_PhotoReader([p for p, _ in todo], emb.size, emb.pil_bicubic), batch_size=batch_size,
                                              num_workers=num_workers, collate_fn=torch.stack)
             done = 0
             with tqdm(total=len(todo), desc=f"embedding ({emb.name})", unit='photo', disable=not progress, leave=False) as bar:

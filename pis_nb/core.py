@@ -11,8 +11,8 @@ import numpy as np
 import torch
 
 # %% auto #0
-__all__ = ['VOC_CLASSES', 'NUM_CLASSES', 'IGNORE_INDEX', 'PisError', 'ConfigError', 'voc_palette', 'colorize', 'default_device',
-           'seed_everything', 'atomic_write', 'RunConfig']
+__all__ = ['VOC_CLASSES', 'NUM_CLASSES', 'IGNORE_INDEX', 'RELEASED_RECIPE', 'PisError', 'ConfigError', 'voc_palette', 'colorize',
+           'default_device', 'seed_everything', 'atomic_write', 'RunConfig']
 
 # %% ../nbs/00_core.ipynb #6e2e38e5
 class PisError(ValueError):
@@ -99,30 +99,41 @@ def _doc(default, doc: str, **kw):
 # %% ../nbs/00_core.ipynb #ae5932e7
 @dataclass
 class RunConfig:
-    "All settings of a run, with the paper's defaults (SPEC §3); saved as `config.json` beside the run's outputs."
+    "All settings of a run, with the paper's defaults (§4, §5.2); saved as `config.json` beside the run's outputs."
     # --- data
     source_root: str = _doc('data/pis-synth/VOCdevkit/VOC2012', "VOC2012 folder (JPEGImages/, SegmentationClassAug/ ...)")
-    source_list: str = _doc('train_aug.txt', "source list file, relative to `source_root` unless absolute")
+    source_list: str = _doc('train_aug.txt', "source list file, relative to `source_root` unless absolute (grouped source "
+                            "batches: train_aug_cluster500.txt, written by `pis-nb cluster VOC2012/`; the released recipe)")
     personal_root: str = _doc('data/pis-synth/personal', "folder holding the users' folders id1 ... idN")
     users: list = _doc([], "users to run on (folder names); empty means every user found")
     val_list: str = _doc('val_all.txt', "a user's list of labelled photos, relative to the user folder")
     # --- input
     crop_size: int = _doc(320, "training crop, pixels (paper: inputs resized/cropped to 320x320)")
-    base_size: int = _doc(320, "shorter side the random scale is relative to")
+    base_size: int = _doc(320, "the side length the random scale is relative to")
     scale_min: float = _doc(0.5, "smallest random scale factor of `base_size`")
     scale_max: float = _doc(2.0, "largest random scale factor of `base_size`")
-    eval_size: int = _doc(320, "shorter side photos are resized to for evaluation; predictions go back to full size")
+    scale_side: str = _doc('short', "side the random scale sets to base_size x s: short (the kit; the paper does not say) "
+                           "| long (released my_base_dataset.py)")
+    eval_size: int = _doc(320, "shorter side photos are resized to for evaluation and for stage 2's pseudo labels; "
+                          "predictions go back to full size (released: 480, voc.py group_collect)")
     batch_size: int = _doc(8, "images per batch, all from one group (group-aware batching)")
     num_workers: int = _doc(2, "DataLoader worker processes")
     # --- grouping (stage 0)
-    num_groups: int = _doc(80, "K of K-means per user (paper best: 80; released code: 40)")
-    embedder: str = _doc('imagenet-resnet50', "features used for clustering (2048-d ImageNet ResNet-50 in the paper)")
+    num_groups: int = _doc(80, "K of K-means per user (paper best: 80; the released PSS configs: 80)")
+    embedder: str = _doc('imagenet-resnet50', "features used for clustering (paper: 2048-d ImageNet ResNet-50; released "
+                         "pre_cluster.py: imagenet-resnet101 at 400x300)")
+    cluster_normalize: bool = _doc(True, "L2-normalise the photo features before K-means (released: raw features)")
+    cluster_n_init: int = _doc(4, "K-means restarts (released: 10, scikit-learn's default then, KMeans(random_state=0))")
     # --- network
-    backbone: str = _doc('resnet50', "resnet50 (dilated, output stride 8, PSP) | vgg16 | small")
+    backbone: str = _doc('resnet50', "resnet50 (dilated, output stride 8, PSP) | vgg16 | vgg16_bn (the released VGG) | small")
+    deep_stem: bool = _doc(False, "resnet50 with the released torchcv backbone's three-convolution stem")
     context_mode: str = _doc('group', "group context: group | global | none (paper Table 3)")
     context_variant: str = _doc('paper', "paper (equations 4-7) | released (OCR-style, as the released code)")
     region_softmax: str = _doc('classes', "eq. 4 weights: softmax over classes per pixel (paper) | pixels (released)")
     key_channels: int = _doc(256, "key width of the group context attention")
+    exact_released: bool = _doc(False, "the released group context's exact layout of the group's values "
+                                "(permute(1, 0, 2).view, which mixes images and classes); released variant only, no memory")
+    align_corners: bool = _doc(False, "upsample the logits with align_corners=True (the released network)")
     pretrained: bool = _doc(True, "use ImageNet weights when they are cached locally")
     # --- losses (stage 1)
     lambda_seg_main: float = _doc(1.0, "weight of the source cross-entropy on the main output")
@@ -132,26 +143,42 @@ class RunConfig:
     disc_width: int = _doc(64, "first-layer width w of each discriminator, layers w-2w-4w-8w-1 (ADVENT: 64)")
     # --- optimisation
     lr: float = _doc(2.5e-4, "segmentation network SGD learning rate (paper; released config: 2.5e-3)")
+    head_lr_mult: float = _doc(10.0, "learning-rate multiplier of the layers on the backbone (PSP, heads, context): 10 as "
+                               "in ADVENT, which the paper builds on (the paper states one rate); released: 1.0, one group")
     momentum: float = _doc(0.9, "SGD momentum")
     weight_decay: float = _doc(1e-4, "SGD weight decay (paper; released config: 5e-4)")
     lr_d: float = _doc(1e-4, "discriminator Adam learning rate")
     betas_d: list = _doc([0.9, 0.99], "discriminator Adam betas")
     poly_power: float = _doc(0.9, "polynomial learning-rate decay power")
-    num_steps: int = _doc(20000, "training iterations per stage")
+    num_steps: int = _doc(20000, "training iterations per stage (released: stops at 120,000)")
+    lr_decay_steps: int = _doc(0, "steps the poly schedule decays over, >= num_steps (0: num_steps, reaching 0 at the "
+                               "end); released: 250,000 while stopping at 120,000, so the rate ends at 0.555x")
     # --- stage 2
     pseudo_ratio: float = _doc(0.5, "fraction r of a user's photos kept as pseudo labels, easiest first (released: 0.6)")
     lambda_pse: float = _doc(1.0, "weight of the pseudo-label loss L_pse")
+    pixel_keep: float = _doc(0.8, "fraction of each predicted class's lowest-entropy pixels a pseudo label keeps, the "
+                             "rest 255 (paper: unreliable pixels set to 255, how many not said; released: 1.0, the full arg-max)")
+    pse_every: int = _doc(1, "add L_pse on every N-th step (released: 2, train_UDA.py's i_iter % 2 == 0)")
+    stage2_init: str = _doc('stage1', "stage 2 trains from: stage1 (the stage-1 model, refined; paper §4.3) | pretrained "
+                            "(a fresh network, ImageNet weights when cached: released train.py never loads the stage-1 model)")
     # --- evaluation
     fiou_variant: str = _doc('paper', "FIoU: paper (255 ignored) | released (255 counts as foreground in the union)")
+    miou_variant: str = _doc('paper', "MIoU: paper (foreground classes in the labels, Tables 2 and 7) | released "
+                             "(all 21 classes, absent ones 0: eval_UDA.py)")
     model_selection: str = _doc('last', "last | oracle (selects on labelled target photos; every report marks it)")
+    eval_every: int = _doc(0, "score the user's labelled photos every N training steps (0: at the end only); "
+                           "released: 2000, SAVE_PRED_EVERY")
+    select_from: int = _doc(0, "oracle selection only considers evaluations from this step on (released eval_best: 20,000)")
     # --- run
     seed: int = _doc(0, "random seed of the run")
     device: str = _doc('', "cpu | cuda | cuda:N; empty picks CUDA when present")
     amp: bool = _doc(True, "mixed precision on CUDA (bf16 where supported); ignored on CPU")
 
-    _choices = {'backbone': ('resnet50', 'vgg16', 'small'), 'context_mode': ('group', 'global', 'none'),
+    _choices = {'backbone': ('resnet50', 'vgg16', 'vgg16_bn', 'small'), 'context_mode': ('group', 'global', 'none'),
                 'context_variant': ('paper', 'released'), 'region_softmax': ('classes', 'pixels'),
-                'fiou_variant': ('paper', 'released'), 'model_selection': ('last', 'oracle')}
+                'scale_side': ('short', 'long'), 'stage2_init': ('stage1', 'pretrained'),
+                'fiou_variant': ('paper', 'released'), 'miou_variant': ('paper', 'released'),
+                'model_selection': ('last', 'oracle')}
 
     def __post_init__(self): self.validate()
 
@@ -160,13 +187,24 @@ class RunConfig:
         for k, opts in self._choices.items():
             if getattr(self, k) not in opts:
                 raise ConfigError(f"{source}: {k} must be one of {', '.join(opts)}, got {getattr(self, k)!r}")
-        for k in ('crop_size', 'base_size', 'eval_size', 'batch_size', 'num_groups', 'num_steps', 'key_channels', 'disc_width'):
+        for k in ('crop_size', 'base_size', 'eval_size', 'batch_size', 'num_groups', 'num_steps', 'key_channels',
+                  'disc_width', 'cluster_n_init', 'pse_every'):
             if getattr(self, k) < 1: raise ConfigError(f"{source}: {k} must be >= 1, got {getattr(self, k)}")
+        for k in ('num_workers', 'eval_every', 'select_from'):
+            if getattr(self, k) < 0: raise ConfigError(f"{source}: {k} must be >= 0, got {getattr(self, k)}")
         if not 0 < self.scale_min <= self.scale_max:
             raise ConfigError(f"{source}: need 0 < scale_min <= scale_max, got {self.scale_min}, {self.scale_max}")
-        if not 0 < self.pseudo_ratio <= 1: raise ConfigError(f"{source}: pseudo_ratio must be in (0, 1], got {self.pseudo_ratio}")
-        if self.num_workers < 0: raise ConfigError(f"{source}: num_workers must be >= 0, got {self.num_workers}")
+        for k in ('pseudo_ratio', 'pixel_keep'):
+            if not 0 < getattr(self, k) <= 1: raise ConfigError(f"{source}: {k} must be in (0, 1], got {getattr(self, k)}")
+        if not self.head_lr_mult > 0: raise ConfigError(f"{source}: head_lr_mult must be > 0, got {self.head_lr_mult}")
+        if self.lr_decay_steps and self.lr_decay_steps < self.num_steps:
+            raise ConfigError(f"{source}: lr_decay_steps ({self.lr_decay_steps}) must be 0 or >= num_steps ({self.num_steps})")
+        if self.deep_stem and self.backbone != 'resnet50':
+            raise ConfigError(f"{source}: deep_stem applies to backbone resnet50 only, not {self.backbone}")
+        if self.exact_released and self.context_variant != 'released':
+            raise ConfigError(f"{source}: exact_released reproduces the released context and needs context_variant=released")
         return self
+
 
 # %% ../nbs/00_core.ipynb #5a86bd03
 def _coerce(name, value, default, source):
@@ -238,11 +276,19 @@ def _rc_load(cls, path) -> RunConfig:
     if not isinstance(data, dict): raise ConfigError(f"{path}: expected a JSON object of settings")
     return cls().override(source=str(path), **data)
 
+RELEASED_RECIPE = dict(   # the released code's training recipe (zhangyuygss/PSS); sources in 12_released's table
+    num_groups=80, embedder='imagenet-resnet101', cluster_normalize=False, cluster_n_init=10,             # stage 0
+    scale_side='long', eval_size=480, source_list='train_aug_cluster500.txt',                            # data
+    backbone='resnet50', deep_stem=True, context_variant='released', region_softmax='pixels', key_channels=256,
+    exact_released=True, align_corners=True,                                                             # network
+    lr=2.5e-3, head_lr_mult=1.0, weight_decay=5e-4, num_steps=120000, lr_decay_steps=250000,             # optimiser
+    pseudo_ratio=0.6, pixel_keep=1.0, pse_every=2, stage2_init='pretrained',                             # stage 2
+    fiou_variant='released', miou_variant='released', model_selection='oracle', eval_every=2000,
+    select_from=20000)                                                                                    # evaluation
+
 def _rc_released(cls, **kw) -> RunConfig:
-    "The released code's defaults where they differ from the paper (SPEC §3), then `kw`."
-    rel = dict(lr=2.5e-3, weight_decay=5e-4, num_groups=40, pseudo_ratio=0.6, context_variant='released',
-               region_softmax='pixels', fiou_variant='released')
-    return cls().override(source='RunConfig.released', **{**rel, **kw})
+    "The authors' released recipe (`RELEASED_RECIPE`, every value sourced in `12_released.ipynb`) in place of the paper's defaults, then `kw`."
+    return cls().override(source='RunConfig.released', **{**RELEASED_RECIPE, **kw})
 
 def _rc_describe(cls) -> str:
     "A markdown table of every setting, its default and its documentation."

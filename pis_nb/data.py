@@ -502,27 +502,35 @@ def _normalized(image, mean, std) -> torch.Tensor:
 
 # %% ../nbs/01_data.ipynb #43989fc8
 class TrainTransform:
-    "Random scale (shorter side `base_size`*s, s in `scale`), pad, random `crop_size` crop, horizontal flip, normalise."
+    "Random scale (the `side` ('short' | 'long') set to `base_size`*s, s in `scale`), pad, random `crop_size` crop, horizontal flip, normalise."
     def __init__(self, crop_size: int = 320, base_size: int = 320, scale: tuple[float, float] = (0.5, 2.0),
-                 flip: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+                 flip: bool = True, mean=IMAGENET_MEAN, std=IMAGENET_STD, side: str = 'short'):
         if crop_size < 1 or base_size < 1: raise ValueError(f"crop_size and base_size must be >= 1, got {crop_size}, {base_size}")
         if not 0 < scale[0] <= scale[1]: raise ValueError(f"scale must be (min, max) with 0 < min <= max, got {scale}")
-        self.crop_size, self.base_size, self.scale, self.flip = crop_size, base_size, tuple(scale), flip
+        if side not in ('short', 'long'): raise ValueError(f"side must be 'short' or 'long', got {side!r}")
+        self.crop_size, self.base_size, self.scale, self.flip, self.side = crop_size, base_size, tuple(scale), flip, side
         self.mean, self.std = tuple(mean), tuple(std)
 
     @classmethod
     def from_config(cls, cfg: RunConfig) -> 'TrainTransform':
-        "The training transform of a `RunConfig` (crop_size, base_size, scale_min, scale_max)."
-        return cls(cfg.crop_size, cfg.base_size, (cfg.scale_min, cfg.scale_max))
+        "The training transform of a `RunConfig` (crop_size, base_size, scale_min, scale_max, scale_side)."
+        return cls(cfg.crop_size, cfg.base_size, (cfg.scale_min, cfg.scale_max), side=cfg.scale_side)
+
+    def _scaled_size(self, h: int, w: int, s: float) -> list[int]:
+        "The resize target: [short side] for 'short' (torchvision keeps the aspect), [h, w] with the long side at base*s for 'long'."
+        side = max(1, round(self.base_size * s))
+        if self.side == 'short': return [side]
+        if h >= w: return [side, max(1, round(side * w / h))]
+        return [max(1, round(side * h / w)), side]
 
     def __call__(self, sample: dict, generator: torch.Generator | None = None) -> dict:
         "The augmented sample: `image` float (3, crop, crop), `mask` int64 (crop, crop), other keys unchanged."
         image, mask = _as_tv(sample)
         lo, hi = self.scale
         s = lo + (hi - lo) * torch.rand((), generator=generator).item()
-        short = max(1, round(self.base_size * s))
-        image = TF.resize(image, [short], antialias=True)
-        mask = TF.resize(mask, [short], interpolation=InterpolationMode.NEAREST_EXACT)
+        size = self._scaled_size(*image.shape[-2:], s)
+        image = TF.resize(image, size, antialias=True)
+        mask = TF.resize(mask, size, interpolation=InterpolationMode.NEAREST_EXACT)
         image = _normalized(image, self.mean, self.std)
         c = self.crop_size
         h, w = image.shape[-2:]
@@ -540,7 +548,8 @@ class TrainTransform:
                 'mask': mask.as_subclass(torch.Tensor).long().contiguous()}
 
     def __repr__(self): return (f"TrainTransform(crop_size={self.crop_size}, base_size={self.base_size}, "
-                                f"scale={self.scale}, flip={self.flip})")
+                                f"scale={self.scale}, flip={self.flip}, side={self.side!r})")
+
 
 # %% ../nbs/01_data.ipynb #b2064862
 class EvalTransform:

@@ -19,11 +19,11 @@ from .train import (predict_user, refresh_memory, load_model, eval_batches, _Eva
 from .inspector import UserPredictions, save_predictions
 from .report import (Protocol, RESULT_COLUMNS, results_table, format_table, to_markdown, class_iou_table,
                            plot_user_bars, plot_class_heatmap, rare_class_effect, plot_rare_class_effect, PAPER_TABLE1,
-                           save_figure)
+                           save_figure, FIOU_VARIANTS, MIOU_VARIANTS)
 
 # %% auto #0
-__all__ = ['METRICS', 'eval_photos', 'Evaluation', 'evaluate_user', 'method_label', 'save_evaluation', 'evaluate_run',
-           'read_results', 'ContextAttention', 'collect_results', 'write_report']
+__all__ = ['METRICS', 'eval_photos', 'Evaluation', 'evaluate_user', 'labelled_eval_fn', 'method_label', 'save_evaluation',
+           'evaluate_run', 'read_results', 'ContextAttention', 'collect_results', 'write_report']
 
 # %% ../nbs/11_evaluate.ipynb #ff39e2dd
 def eval_photos(user_root, list_file: str | None = None, num_groups: int = 80) -> tuple[UserDataset, list[int]]:
@@ -45,7 +45,7 @@ def eval_photos(user_root, list_file: str | None = None, num_groups: int = 80) -
     return ds, scored
 
 # %% ../nbs/11_evaluate.ipynb #cd034219
-METRICS = ('fiou', 'fiou_released', 'miou', 'miou_union')
+METRICS = ('fiou', 'fiou_released', 'miou', 'miou_released')
 
 @dataclass(repr=False)
 class Evaluation:
@@ -98,11 +98,20 @@ def evaluate_user(model: nn.Module, user_root, memory=None, method: str = 'model
         ents[k] = pixel_entropy(p['prob'].clamp_min(1e-30).log()[None])[0]
         labels[k] = p['mask']
     metrics = dict(fiou=fiou(preds, labels), fiou_released=fiou(preds, labels, released=True),
-                   miou=miou(preds, labels), miou_union=miou(preds, labels, occur='union'), n_photos=len(scored))
+                   miou=miou(preds, labels), miou_released=miou(preds, labels, released=True), n_photos=len(scored))
     up.add(method, preds, ents)
     used = 'none' if _context_mode(model) == 'none' else ('memory' if mem is not None else 'batch')
     info = dict(context=used, eval_size=eval_size, batch_size=batch_size, list_file=None if ds.list_file is None else ds.list_file.name)
     return Evaluation(up.user, method, metrics, class_table(preds, labels), photo_table(preds, labels, up.names), up, info)
+
+def labelled_eval_fn(cfg: RunConfig, user_root, list_file: str | None = None):
+    "`eval_fn(model, memory=None) -> metrics` scoring the labelled photos of `user_root` with `cfg`'s sizes: the trainer's default for `eval_every` and oracle selection."
+    eval_photos(user_root, list_file, cfg.num_groups)        # fails now, not at the first evaluation, when nothing is labelled
+    def eval_fn(model, memory=None):
+        ev = evaluate_user(model, user_root, memory, 'model', list_file, cfg.num_groups, cfg.eval_size, cfg.batch_size,
+                           amp=cfg.amp)
+        return {k: ev.metrics[k] for k in (*METRICS, 'n_photos')}
+    return eval_fn
 
 # %% ../nbs/11_evaluate.ipynb #0d40589c
 def method_label(method: str, stage: int = 1, memory: bool = False, context_mode: str | None = None) -> str:
@@ -247,13 +256,15 @@ def write_report(run_dirs, out_dir, title: str = 'Results', protocol: Protocol |
     md = [f"# {title}", '', str(protocol), '']
     if notes: md += [notes, '']
     for metric, name in (('fiou', 'Table 1 shape: FIoU (%)'), ('miou', 'Table 2 shape: MIoU (%)')):
-        mean, std = results_table(res, metric, methods)
+        key = protocol.key(metric)                  # the variant the protocol line announces
+        mean, std = results_table(res, key, methods)
         tab = format_table(mean, std if res.seed.nunique() > 1 else None)
         paper = PAPER_TABLE1[metric].reindex(mean.index)
         if paper.notna().any(): tab['paper mean (PIS, ResNet-50)'] = [f"{v:.2f}" if pd.notna(v) else '-' for v in paper]
-        md += [f"## {name}", '', to_markdown(tab), '']
-        md += [f"![{metric} per user]({save_figure(plot_user_bars(res, metric, methods), out/f'{metric}_per_user.png')})", '']
-    best = results_table(res, 'fiou', methods)[0]['Mean'].idxmax()
+        what = (FIOU_VARIANTS if metric == 'fiou' else MIOU_VARIANTS)[protocol.fiou_variant if metric == 'fiou' else protocol.miou_variant]
+        md += [f"## {name}", '', f"{what}.", '', to_markdown(tab), '']
+        md += [f"![{metric} per user]({save_figure(plot_user_bars(res, key, methods), out/f'{metric}_per_user.png')})", '']
+    best = results_table(res, protocol.key('fiou'), methods)[0]['Mean'].idxmax()
     ct = _class_tables(run_dirs, best)
     if ct:
         iou, photos = class_iou_table(ct)

@@ -56,13 +56,20 @@ def class_iou(cm: torch.Tensor) -> torch.Tensor:
     union = cm.sum(0) + cm.sum(1) - tp
     return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float('nan')))
 
-def miou(preds, labels, num_classes: int = NUM_CLASSES, occur: str = 'label') -> float:
-    "Mean IoU over one confusion matrix of all photos; classes count if they occur in the labels (or the 'union')."
+def miou(preds, labels, num_classes: int = NUM_CLASSES, occur: str = 'label', background: bool = False,
+         released: bool = False) -> float:
+    "MIoU over one confusion matrix of all photos (or a matrix as `preds` with `labels=None`): the paper's mean over the foreground classes present in the labels; `released=True` the released code's mean over all `num_classes` (absent ones 0)."
     if occur not in ('label', 'union'): raise ValueError(f"occur must be 'label' or 'union', got {occur!r}")
     cm = preds if isinstance(preds, torch.Tensor) and preds.ndim == 2 and labels is None else confusion_matrix(preds, labels, num_classes)
+    if released:   # per_class_iu: diag / (rows + cols - diag + eps), then nanmean: 0 for an absent class, not nan
+        cm = cm.double()
+        tp = cm.diag()
+        return float((tp / (cm.sum(0) + cm.sum(1) - tp + np.finfo(float).eps)).mean())
     iou = class_iou(cm)
     keep = cm.sum(1) > 0 if occur == 'label' else ~iou.isnan()
+    if not background: keep[0] = False
     return float(iou[keep].mean()) if keep.any() else float('nan')
+
 
 # %% ../nbs/07_metrics.ipynb #2bf45268
 def photo_fiou(pred, label, released: bool = False, ignore_index: int = IGNORE_INDEX) -> float:
@@ -75,7 +82,7 @@ def photo_fiou(pred, label, released: bool = False, ignore_index: int = IGNORE_I
     return float(inter) / float(union) if union > 0 else 0.0
 
 def fiou(preds, labels, released: bool = False) -> float:
-    "FIoU: the mean over photos of each photo's foreground IoU (SPEC §4); `released` counts 255 as foreground."
+    "FIoU: the mean over photos of each photo's foreground IoU (paper §5.1); `released` counts 255 as foreground."
     pairs = _pairs(preds, labels)
     if not pairs: return float('nan')
     return float(np.mean([photo_fiou(p, l, released) for p, l in pairs]))

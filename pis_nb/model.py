@@ -550,9 +550,10 @@ class PISNet(nn.Module):
 
     @classmethod
     def from_config(cls, cfg: RunConfig, **kwargs) -> 'PISNet':
-        "The network of a `RunConfig` (backbone, context_mode, context_variant, key_channels, region_softmax, pretrained)."
+        "The network of a `RunConfig` (backbone, deep_stem, context_mode, context_variant, key_channels, region_softmax, exact_released, align_corners, pretrained)."
         kw = dict(backbone=cfg.backbone, context_mode=cfg.context_mode, context_variant=cfg.context_variant,
-                  key_channels=cfg.key_channels, region_softmax=cfg.region_softmax, pretrained=cfg.pretrained)
+                  key_channels=cfg.key_channels, region_softmax=cfg.region_softmax, pretrained=cfg.pretrained,
+                  deep_stem=cfg.deep_stem, exact_released=cfg.exact_released, align_corners=cfg.align_corners)
         return cls(NUM_CLASSES, **{**kw, **kwargs})
 
     @property

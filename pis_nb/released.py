@@ -19,11 +19,12 @@ from .model import PISNet, SegOutput, Discriminator
 from .metrics import confusion_matrix, miou, photo_fiou
 
 # %% auto #0
-__all__ = ['RELEASED_BACKBONES', 'RELEASED_CONFIGS', 'RELEASED_UNUSED', 'RELEASED_BASE_SIZE', 'released_model', 'strip_module',
-           'released_to_kit', 'read_released_state', 'released_backbone', 'load_released_checkpoint',
+__all__ = ['RELEASED_BACKBONES', 'RELEASED_CONFIGS', 'RELEASED_UNUSED', 'RELEASED_BASE_SIZE', 'FIDELITY', 'released_model',
+           'strip_module', 'released_to_kit', 'read_released_state', 'released_backbone', 'load_released_checkpoint',
            'load_released_discriminator', 'released_forward', 'released_batch_size', 'released_resize_labels',
            'released_resize_image', 'ReleasedEvalTransform', 'released_batch_sizes', 'released_eval_batches',
-           'ReleasedScores', 'evaluate_released', 'released_checkpoints', 'evaluate_released_users']
+           'ReleasedScores', 'evaluate_released', 'released_checkpoints', 'evaluate_released_users', 'fidelity_table',
+           'fidelity_markdown']
 
 # %% ../nbs/12_released.ipynb #919bef36
 RELEASED_BACKBONES = ('resnet50', 'vgg16')
@@ -276,7 +277,7 @@ def released_eval_batches(groups: Sequence, batch_size: int = 8, seed: int = 1) 
 class ReleasedScores(NamedTuple):
     "What `evaluate_released` measured for one user."
     fiou: float              # mean released per-photo FIoU
-    miou: float              # MIoU over the classes present in labels or predictions
+    miou: float              # the released MIoU: all 21 classes of one confusion matrix, absent ones 0
     photos: dict             # photo name -> released FIoU
     batches: int             # batches forwarded
 
@@ -315,7 +316,7 @@ def evaluate_released(model: PISNet, ds, val_names=None, batch_size: int = 8, se
             scores[name] = photo_fiou(p, l, released=True)
             cm += confusion_matrix(p, l)
     if not scores: raise PisError(f"{ds.root}: no labelled photo listed for evaluation")
-    return ReleasedScores(float(np.mean(list(scores.values()))), miou(cm, None, occur='union'), scores, forwarded)
+    return ReleasedScores(float(np.mean(list(scores.values()))), miou(cm, None, released=True), scores, forwarded)
 
 # %% ../nbs/12_released.ipynb #b7764a72
 def released_checkpoints(folder) -> dict:
@@ -341,3 +342,66 @@ def evaluate_released_users(personal_root, released_dir, users: Sequence[str] | 
     df = pd.DataFrame(rows, columns=['user', 'fiou', 'miou', 'photos']).set_index('user')
     if len(df): df.loc['mean'] = [df.fiou.mean(), df.miou.mean(), df.photos.sum()]
     return df
+
+# %% ../nbs/12_released.ipynb #c30db501
+FIDELITY = [   # (RunConfig field or None, what, the paper, the released code's value, the released file it comes from)
+    ('num_groups', 'K, groups per user', '80, the best of Table 4', 80, 'pss_train.yml / pss_test.yml: PERSON_LIST train_cluster80.txt (40 is only pre_cluster.py\'s default)'),
+    ('embedder', 'stage-0 features', 'ImageNet ResNet-50, 2048-d pooled (§4.2)', 'imagenet-resnet101', 'pre_cluster.py: models.resnet101(pretrained=True), photos resized to 400x300 (bicubic)'),
+    ('cluster_normalize', 'features normalised before K-means', 'not said', False, 'pre_cluster.py: KMeans on the raw pooled features'),
+    ('cluster_n_init', 'K-means restarts', 'not said', 10, "pre_cluster.py: KMeans(n_clusters, random_state=0), scikit-learn's n_init=10 then"),
+    ('source_list', 'source batches', 'VOC aug, 10,582 photos (§5.1)', 'train_aug_cluster500.txt', 'pss_train.yml: VOC_GROUP True, VOC_GP_LIST list/train_cluster500.txt (one source group a batch)'),
+    ('crop_size', 'training crop', '320 x 320 (§5.2)', 320, 'pss_train.yml: INPUT_SIZE_SOURCE / TARGET [320, 320]'),
+    ('scale_side', 'side the random scale sets', 'random scale, side not said', 'long', 'my_base_dataset.py _resize: longside = randint(0.5 base, 2 base)'),
+    ('batch_size', 'photos per batch (one group)', '8 (§5.2)', 8, 'pss_train.yml: BATCH_SIZE 8'),
+    ('eval_size', 'evaluation and pseudo-label input', 'not said', 480, 'voc.py group_collect: base_size = 480 (TEST.FULLMAP), shared by the batch'),
+    ('backbone', 'backbone', 'ResNet-50 + PSP; VGG-16 for Tables 3-5', 'resnet50', 'pss_test.yml: ARCH resnet50, the released checkpoints (pss_train.yml says vgg16: backbone=vgg16_bn)'),
+    ('deep_stem', 'ResNet-50 stem', 'ImageNet ResNet-50', True, 'psp.py Encoder: torchcv deepbase_resnet50_dilated8 (3x3resnet50-imagenet.pth)'),
+    ('context_variant', 'group context', 'eq. 4-7', 'released', 'group_modules.py: GroupObjectContexModule (OCR block + group term)'),
+    ('region_softmax', 'region weights (eq. 4)', 'softmax over classes per pixel', 'pixels', 'group_modules.py: SpatialGather, softmax over pixels per class'),
+    ('key_channels', 'attention key width', 'not said', 256, 'psp.py: GroupObjectContexModule(mid_channels=512, key_channels=256)'),
+    ('exact_released', "layout of the group's values", '-', True, 'group_modules.py: value.permute(1, 0, 2).view(256, -1)'),
+    ('align_corners', 'logit upsampling', 'not said', True, 'psp.py MainDecoder: F.interpolate(..., align_corners=True)'),
+    ('lambda_seg_aux', 'aux segmentation weight', 'not said', 0.4, 'pss_train.yml: LAMBDA_SEG_AUX 0.4'),
+    ('lambda_adv_main', 'adversarial weight, main', 'not said (ADVENT)', 0.001, 'pss_train.yml: LAMBDA_ADV_MAIN 0.001'),
+    ('lambda_adv_aux', 'adversarial weight, aux', 'not said (ADVENT)', 0.0002, 'pss_train.yml: LAMBDA_ADV_AUX 0.0002'),
+    ('lr', 'SGD learning rate', '2.5e-4 (§5.2)', 2.5e-3, 'config.py: TRAIN.LEARNING_RATE 2.5e-3'),
+    ('head_lr_mult', 'heads\' rate multiplier', 'one rate stated', 1.0, 'train_UDA.py: optim.SGD(model.parameters()), one parameter group'),
+    ('momentum', 'SGD momentum', '0.9 (§5.2)', 0.9, 'config.py: TRAIN.MOMENTUM 0.9'),
+    ('weight_decay', 'SGD weight decay', '1e-4 (§5.2)', 5e-4, 'config.py: TRAIN.WEIGHT_DECAY 0.0005'),
+    ('lr_d', 'discriminator Adam rate', 'not said (ADVENT)', 1e-4, 'config.py: TRAIN.LEARNING_RATE_D 1e-4'),
+    ('betas_d', 'discriminator Adam betas', 'not said (ADVENT)', [0.9, 0.99], 'train_UDA.py: optim.Adam(..., betas=(0.9, 0.99))'),
+    ('poly_power', 'poly decay power', 'not said', 0.9, 'config.py: TRAIN.POWER 0.9; func.py lr_poly'),
+    ('num_steps', 'steps trained', 'not said', 120000, 'config.py: TRAIN.EARLY_STOP 120000'),
+    ('lr_decay_steps', 'steps the poly decay spans', 'not said', 250000, 'config.py: TRAIN.MAX_ITERS 250000 (rate 0.555x at the stop)'),
+    ('pseudo_ratio', 'photos kept as pseudo labels', 'r = 0.5 (§5.2)', 0.6, "eval_UDA.py: cluster_subdomain(entropy_list, 0.6, ...), int(n x 0.6)"),
+    ('pixel_keep', 'pixels kept in a pseudo label', 'unreliable ones set to 255 (§5.2)', 1.0, 'eval_UDA.py: eval_net(..., set_bg_ign=False): the full arg-max'),
+    ('pse_every', 'L_pse every N steps', 'not said', 2, 'train_UDA.py: if fk_loader is not None and i_iter % 2 == 0'),
+    ('stage2_init', 'stage 2 starts from', 'the stage-1 model, refined (§4.3)', 'pretrained', 'train.py: PSPGroupOCROnBase(pretrained=True); RESTORE_FROM is never loaded for MODEL psp'),
+    ('fiou_variant', 'FIoU', 'foreground IoU per photo (§5.1)', 'released', 'eval_UDA.py single_image_iou: label > 0 is foreground, 255 included'),
+    ('miou_variant', 'MIoU', 'foreground classes in the labels (Tables 2, 7)', 'released', 'eval_UDA.py: np.nanmean(per_class_iu(hist)), 21 classes with + eps'),
+    ('model_selection', 'checkpoint kept', 'not said', 'oracle', 'train_UDA.py keeps snapshots that improve MIoU or FIoU on val_all.txt; eval_best takes the best FIoU'),
+    ('eval_every', 'evaluation interval', 'not said', 2000, 'pss_train.yml: SAVE_PRED_EVERY 2000'),
+    ('select_from', 'first step selection considers', 'not said', 20000, 'eval_UDA.py eval_best: start_iter = SNAPSHOT_STEP * 10'),
+    (None, 'random seed', 'not said', 1234, "config.py: TRAIN.RANDOM_SEED 1234. Not reproduced: the kit's random streams differ anyway, and its seed also seeds K-means, which the release runs with random_state=0"),
+    (None, 'stage-2 pseudo loader', '-', 'one pass, then VOC', "train_UDA.py: when the pseudo loader runs out, fk_loader_iter = enumerate(trainloader) re-creates it from the VOC loader. Not reproduced (see below)"),
+    (None, 'snapshots kept for selection', '-', 'improving ones', "train_UDA.py saves a snapshot only when MIoU or FIoU beats every earlier one; the kit keeps the best FIoU from select_from on directly"),
+]
+
+def fidelity_table() -> 'pd.DataFrame':
+    "Every released-recipe setting: the paper's value, the released code's (with its file), the kit's default and `RunConfig.released()`'s."
+    import pandas as pd
+    from pis_nb.core import RunConfig
+    kit, rel = RunConfig().to_dict(), RunConfig.released().to_dict()
+    rows = [dict(setting=f"`{f}`" if f else '-', what=what, paper=paper, released=repr(val), source=src,
+                 kit_default=repr(kit[f]) if f else '-', released_cfg=repr(rel[f]) if f else 'not reproduced')
+            for f, what, paper, val, src in FIDELITY]
+    return pd.DataFrame(rows)
+
+def fidelity_markdown() -> str:
+    "`fidelity_table()` as the markdown table the README holds."
+    t = fidelity_table()
+    lines = ['| setting | what | paper | released code | source (zhangyuygss/PSS) | kit default | `released()` |',
+             '|---|---|---|---|---|---|---|']
+    lines += [f"| {r.setting} | {r.what} | {r.paper} | `{r.released}` | {r.source} | `{r.kit_default}` | `{r.released_cfg}` |"
+              .replace('`-`', '-').replace('`not reproduced`', 'not reproduced') for r in t.itertuples()]
+    return '\n'.join(lines)

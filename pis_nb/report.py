@@ -11,17 +11,28 @@ import matplotlib.pyplot as plt
 import seaborn as sns
 
 # %% auto #0
-__all__ = ['RESULT_COLUMNS', 'PAPER_TABLE1', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE5', 'Protocol', 'results_table',
-           'format_table', 'to_markdown', 'class_iou_table', 'plot_user_bars', 'plot_class_heatmap',
-           'rare_class_effect', 'plot_rare_class_effect', 'save_figure']
+__all__ = ['FIOU_VARIANTS', 'MIOU_VARIANTS', 'RESULT_COLUMNS', 'PAPER_TABLE1', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE5',
+           'metric_key', 'Protocol', 'results_table', 'format_table', 'to_markdown', 'class_iou_table',
+           'plot_user_bars', 'plot_class_heatmap', 'rare_class_effect', 'plot_rare_class_effect', 'save_figure']
 
 # %% ../nbs/08_report.ipynb #38f528a9
+FIOU_VARIANTS = {'paper': "FIoU: the paper's (pixels labelled 255 ignored)",
+                 'released': "FIoU: the released code's (pixels labelled 255 count as foreground in the union)"}
+MIOU_VARIANTS = {'paper': "MIoU: the paper's (mean over the foreground classes in the user's labels, Tables 2 and 7)",
+                 'released': "MIoU: the released code's (mean over all 21 classes, absent ones 0)"}
+
+def metric_key(metric: str, variant: str = 'paper') -> str:
+    "The results column of `metric` ('fiou' | 'miou') in `variant` ('paper' | 'released'): fiou, fiou_released, miou, miou_released."
+    if metric not in ('fiou', 'miou'): raise ValueError(f"metric must be 'fiou' or 'miou', got {metric!r}")
+    if variant not in ('paper', 'released'): raise ValueError(f"variant must be 'paper' or 'released', got {variant!r}")
+    return metric if variant == 'paper' else f"{metric}_released"
+
 @dataclass
 class Protocol:
     "How results were obtained; `str(protocol)` is the line every report states."
     model_selection: str = 'last'      # last | oracle
     fiou_variant: str = 'paper'        # paper (255 ignored) | released (255 counts in the union)
-    miou_occur: str = 'label'          # classes counted in MIoU: those in the labels | 'union' (released)
+    miou_variant: str = 'paper'        # paper (foreground classes in the labels) | released (all 21 classes)
     eval_size: int | str = 'original'  # resolution metrics are computed at
     seeds: list = field(default_factory=lambda: [0])
     notes: str = ''
@@ -29,15 +40,20 @@ class Protocol:
     def __str__(self):
         sel = ('ORACLE model selection (checkpoint chosen on the labelled target photos)'
                if self.model_selection == 'oracle' else f'model selection: {self.model_selection} (no target labels)')
-        s = (f"Protocol: {sel}; FIoU: {self.fiou_variant} variant; MIoU over classes in the {self.miou_occur}s; "
+        s = (f"Protocol: {sel}; {FIOU_VARIANTS[self.fiou_variant]}; {MIOU_VARIANTS[self.miou_variant]}; "
              f"evaluated at {self.eval_size} resolution; seeds: {', '.join(map(str, self.seeds))}")
         return s + (f"; {self.notes}" if self.notes else '')
+
+    def key(self, metric: str) -> str:
+        "The results column holding `metric` ('fiou' | 'miou') in this protocol's variant."
+        return metric_key(metric, self.fiou_variant if metric == 'fiou' else self.miou_variant)
 
     @classmethod
     def from_config(cls, cfg, seeds=None) -> 'Protocol':
         "The protocol of a `RunConfig`."
-        return cls(model_selection=cfg.model_selection, fiou_variant=cfg.fiou_variant,
+        return cls(model_selection=cfg.model_selection, fiou_variant=cfg.fiou_variant, miou_variant=cfg.miou_variant,
                    seeds=list(seeds) if seeds is not None else [cfg.seed])
+
 
 # %% ../nbs/08_report.ipynb #59441a11
 RESULT_COLUMNS = ['method', 'user', 'seed', 'metric', 'value']

@@ -70,9 +70,16 @@ def entropy_loss(logits: torch.Tensor) -> torch.Tensor:
     "MinEnt: mean normalised pixel entropy of the prediction."
     return pixel_entropy(logits).mean()
 
-def maxsquare_loss(logits: torch.Tensor) -> torch.Tensor:
-    "MaxSquare: `-mean(p**2) / 2` over classes and pixels."
-    return -nnf.softmax(logits.float(), 1).pow(2).mean() / 2
+def maxsquare_loss(logits: torch.Tensor, iw_ratio: float = 0.0) -> torch.Tensor:
+    "MaxSquare: `-mean(p**2) / 2` over classes and pixels; with `iw_ratio` > 0 the image-wise class-balanced variant (MaxSquare+IW)."
+    p = nnf.softmax(logits.float(), 1)
+    if not iw_ratio: return -p.pow(2).mean() / 2
+    n, c = p.shape[:2]
+    arg = p.detach().argmax(1)                                                   # (N, H, W)
+    counts = torch.stack([torch.bincount(a.flatten(), minlength=c) for a in arg]).float()   # (N, C) pixels per arg-max class
+    w = 1 / (counts.pow(iw_ratio) * counts.sum(1, keepdim=True).pow(1 - iw_ratio)).clamp_min(1)
+    w_px = torch.gather(w, 1, arg.flatten(1)).view_as(arg)                       # each pixel: the weight of its arg-max class
+    return -(p.pow(2) * w_px[:, None]).sum() / (n * c)
 
 def charbonnier_entropy(logits: torch.Tensor, eta: float = 2.0) -> torch.Tensor:
     "FDA's entropy penalty `mean((E**2 + 1e-8) ** eta)` of the normalised pixel entropy E."
@@ -94,8 +101,8 @@ def fda_source_to_target(src: torch.Tensor, tgt: torch.Tensor, beta: float = 0.0
     if y.shape[-2:] != x.shape[-2:]: y = nnf.interpolate(y, size=(h, w), mode='bilinear', align_corners=False)
     fx, fy = torch.fft.rfft2(x), torch.fft.rfft2(y)
     amp, pha = fx.abs(), fx.angle()
-    rows = torch.cat([torch.arange(0, min(b + 1, h)), torch.arange(max(h - b, b + 1), h)]).to(src.device)
-    cols = torch.arange(0, min(b + 1, fx.shape[-1]), device=src.device)
+    rows = torch.cat([torch.arange(0, b), torch.arange(h - b, h)]).to(src.device)   # -b .. b-1 (b <= h/2: no overlap)
+    cols = torch.arange(0, b, device=src.device)                                     # 0 .. b-1 of the one-sided half
     idx = (rows[:, None], cols[None, :])
     amp[..., idx[0], idx[1]] = fy.abs()[..., idx[0], idx[1]]
     out = torch.fft.irfft2(torch.polar(amp, pha), s=(h, w))
@@ -130,11 +137,12 @@ METHODS: dict[str, Method] = {m.name: m for m in [
     Method('minent', 'MinEnt', target_loss='minent', params=dict(lambda_ent_main=0.001, lambda_ent_aux=0.0002),
            reference='Vu et al., ADVENT, CVPR 2019 (MinEnt variant)'),
     Method('advent', 'ADVENT', adversarial='entropy', reference='Vu et al., CVPR 2019'),
-    Method('adaptseg', 'AdaptSeg', adversarial='softmax', reference='Tsai et al., CVPR 2018'),
-    Method('fda', 'FDA', fda=True, target_loss='fda-entropy', params=dict(beta=0.01, lambda_ent=0.0, eta=2.0),
-           reference='Yang & Soatto, CVPR 2020'),
-    Method('maxsquare', 'MaxSquare', target_loss='maxsquare', params=dict(lambda_ms_main=0.1, lambda_ms_aux=0.01),
-           reference='Chen et al., ICCV 2019'),
+    Method('adaptseg', 'AdaptSeg', adversarial='softmax', params=dict(lambda_seg_aux=0.1),
+           reference='Tsai et al., CVPR 2018 (multi-level AdaptSegNet)'),
+    Method('fda', 'FDA', fda=True, target_loss='fda-entropy', params=dict(beta=0.01, lambda_ent=0.005, eta=2.0,
+           lambda_seg_aux=0.0), reference='Yang & Soatto, CVPR 2020 (YanchaoYang/FDA train.py)'),
+    Method('maxsquare', 'MaxSquare', target_loss='maxsquare', params=dict(lambda_ms=0.1, iw_ratio=0.0, lambda_seg_aux=0.0),
+           reference='Chen et al., ICCV 2019 (ZJULearning/MaxSquareLoss; iw_ratio=0.2: MaxSquare+IW)'),
     Method('ours', 'Ours (adversarial entropy + group context)', adversarial='entropy', group_context=True,
            reference='Zhang et al., ICCV 2021'),
 ]}
@@ -333,10 +341,13 @@ def predict_user(model: nn.Module, ds, eval_size: int | tuple[int, int] = 320, b
         want = {int(i) for i in only}
         if bad := sorted(i for i in want if not 0 <= i < len(ds)): raise IndexError(f"only= names photos {bad[:5]} of a {len(ds)}-photo dataset")
         batches = [b for b in batches if want.intersection(b)]
-    loader = DataLoader(_EvalSet(ds, eval_size, transform), batch_sampler=batches, collate_fn=list,
-                        num_workers=num_workers, pin_memory=device.type == 'cuda')
     net = _unwrap(model)
     mode, exact = _context_mode(net), bool(getattr(getattr(net, 'context', None), 'exact_released', False)) and memory is None
+    if exact and transform is None and isinstance(eval_size, int):      # one size a batch, by the released rule
+        from pis_nb.released import ReleasedEvalTransform, released_batch_sizes
+        transform = ReleasedEvalTransform(sizes=released_batch_sizes(ds, batches, eval_size))
+    loader = DataLoader(_EvalSet(ds, eval_size, transform), batch_sampler=batches, collate_fn=list,
+                        num_workers=num_workers, pin_memory=device.type == 'cuda')
     dt, was_training = amp_dtype(device, amp), model.training
     model.eval()
     try:
@@ -422,7 +433,7 @@ def make_pseudo_labels(model: nn.Module, user_ds, ratio: float, out_dir, pixel_k
         rows.append(dict(name=p['name'], index=p['index'], group=p['group'], mean_entropy=score,
                          labelled_fraction=float((m != IGNORE_INDEX).mean())))
     table = pd.DataFrame(rows).sort_values(['mean_entropy', 'name'], kind='stable').reset_index(drop=True)
-    n_keep = max(1, round(ratio * len(table)))
+    n_keep = max(1, int(ratio * len(table)))          # as the released cluster_subdomain: int(n * ratio)
     table['rank'] = np.arange(len(table)); table['kept'] = table['rank'] < n_keep
     lines = []
     for r in table[table.kept].itertuples():
@@ -433,7 +444,7 @@ def make_pseudo_labels(model: nn.Module, user_ds, ratio: float, out_dir, pixel_k
     with atomic_write(list_file) as f: f.write(''.join(lines))
     meta = dict(user_root=str(Path(user_ds.root).resolve()), ratio=ratio, pixel_keep=pixel_keep, min_prob=min_prob,
                 eval_size=eval_size, n_photos=len(table), n_kept=n_keep,
-                rule="rank photos by mean normalised entropy, keep round(ratio*n) easiest; within them, per predicted "
+                rule="rank photos by mean normalised entropy, keep floor(ratio*n) easiest; within them, per predicted "
                      "class keep the pixel_keep fraction of lowest-entropy pixels (and top prob >= min_prob), else 255",
                 photos=table.to_dict(orient='records'))
     with atomic_write(out_dir/'pseudo.json') as f: json.dump(meta, f, indent=1)
@@ -525,17 +536,27 @@ def read_log(run_dir) -> pd.DataFrame:
     return pd.DataFrame(recs).set_index('step') if recs else pd.DataFrame()
 
 # %% ../nbs/06_train.ipynb #8fcd5c52
+def _source_list(cfg: RunConfig) -> str:
+    "The source list of `cfg`; a missing group list (grouped source batches) is an error saying how to make it."
+    lst = cfg.source_list
+    root = Path(cfg.source_root)
+    if 'cluster' in Path(lst).stem and not Path(lst).is_absolute() and root.is_dir() and \
+            not any((d/lst).is_file() for d in (root, root/'VOC2012', root/'ImageSets'/'Segmentation')):
+        raise PisError(f"{root}: no source group list {lst} (grouped source batches, as the released code trains): make "
+                       f"it with `pis-nb cluster {root}` (cluster_source), or set source_list=train_aug.txt for random batches")
+    return lst
+
 class Trainer:
     "Train one run — stage 1 or 2 of a method — in `run_dir`; `fit` trains, `Trainer.resume(run_dir)` continues exactly."
     def __init__(self, cfg: RunConfig, run_dir, method: str | Method = 'ours', stage: int = 1, target_user=None,
                  target_list: str | None = None, init=None, method_kw: dict | None = None, memory: bool = False,
-                 pixel_keep: float = 0.8, min_prob: float = 0.0, eval_fn: Callable | None = None, eval_every: int = 0,
-                 select_metric: str = 'fiou', save_every: int = 1000, progress: bool = True,
+                 min_prob: float = 0.0, eval_fn: Callable | None = None, eval_every: int | None = None,
+                 select_metric: str | None = None, save_every: int = 1000, progress: bool = True,
                  deterministic: bool = False):
-        self._setup(cfg, run_dir, method, stage, target_user, target_list, init, method_kw, memory, pixel_keep, min_prob,
+        self._setup(cfg, run_dir, method, stage, target_user, target_list, init, method_kw, memory, min_prob,
                     eval_fn, eval_every, select_metric, save_every, progress, deterministic, resume=False)
 
-    def _setup(self, cfg, run_dir, method, stage, target_user, target_list, init, method_kw, memory, pixel_keep, min_prob,
+    def _setup(self, cfg, run_dir, method, stage, target_user, target_list, init, method_kw, memory, min_prob,
                eval_fn, eval_every, select_metric, save_every, progress, deterministic, resume: bool):
         "Build the run (fresh, or — `resume=True` — to be filled from a checkpoint)."
         self.method = get_method(method)
@@ -547,16 +568,19 @@ class Trainer:
                               f"would train exactly like source-only; use beta >= {1 / c:.3g} "
                               f"(method_kw={{'beta': ...}}; CLI: --param beta=...)")
         if not self.method.group_context and cfg.context_mode != 'none': cfg = cfg.override(context_mode='none')
-        if cfg.model_selection == 'oracle' and eval_fn is None:
-            raise ConfigError("model_selection='oracle' selects weights on labelled target photos and needs an eval_fn")
+        if cfg.model_selection == 'oracle' and eval_fn is None and not (self.method.uses_target or stage == 2):
+            raise ConfigError(f"model_selection='oracle' selects weights on labelled target photos, and method "
+                              f"{self.method.name!r} reads none: pass an eval_fn, or use model_selection=last")
         if memory and cfg.context_mode == 'none':
             raise ConfigError(f"memory=True needs the group context (method {self.method.name!r} with context_mode "
                               f"{cfg.context_mode!r} has none)")
         if stage == 2 and init is None and not resume:
             raise ConfigError("stage 2 starts from a stage-1 model: pass init=<stage-1 run folder or weights file>")
         self.cfg, self.stage, self.run_dir = cfg, stage, Path(run_dir)
-        self.method_kw, self.use_memory, self.pixel_keep, self.min_prob = dict(method_kw or {}), memory, pixel_keep, min_prob
-        self.eval_fn, self.eval_every, self.select_metric = eval_fn, int(eval_every), select_metric
+        self.method_kw, self.use_memory, self.min_prob = dict(method_kw or {}), memory, min_prob
+        self.eval_every = cfg.eval_every if eval_every is None else int(eval_every)
+        self.select_metric = select_metric or ('fiou' if cfg.fiou_variant == 'paper' else 'fiou_released')
+        self.eval_fn = eval_fn
         self.save_every, self.progress, self.deterministic = int(save_every), progress, deterministic
         if not resume and (self.run_dir/'checkpoint.pt').exists():
             raise PisError(f"{self.run_dir}: already holds a run (checkpoint.pt); continue it with "
@@ -568,11 +592,15 @@ class Trainer:
         self.step, self.elapsed, self.best, self._positions, self._boundary, self._in_update = 0, 0.0, None, {}, None, False
         self.target_list, self.target_root = target_list, self._user_root(target_user)
         self._build_data()
+        if self.eval_fn is None and (cfg.model_selection == 'oracle' or self.eval_every): self.eval_fn = self._labelled_eval()
         self._build_networks()
         self.init = None
         if init is not None and not resume: self.init = str(self._load_init(init))
         if self.memory is not None and not resume: self._refresh_memory()
         if stage == 2: self._prepare_pseudo(resume)
+        if stage == 2 and cfg.stage2_init == 'pretrained' and not resume:   # the released recipe: the stage-1 model only
+            self._build_networks()                                           # made the pseudo labels; train a fresh one
+            if self.memory is not None: self._refresh_memory()
         self._wrap_ddp()
         if not resume: self._write_run_files()
 
@@ -599,17 +627,27 @@ class Trainer:
 
     def _build_data(self) -> None:
         cfg = self.cfg
-        self.source_ds = VOCSource(cfg.source_root, cfg.source_list)
+        self.source_ds = VOCSource(cfg.source_root, _source_list(cfg))
         self.target_ds = None
         if self.target_root is not None:
             lst = self.target_list
             if lst is None:
                 default = f"train_cluster{cfg.num_groups}.txt"
                 if (self.target_root/default).is_file(): lst = default
-                else: warnings.warn(f"{self.target_root}: no {default}; every photo is in one group (K = 1). "
-                                    "Group the photos first (pis_nb.cluster.cluster_user / pis-nb cluster).")
+                elif cfg.num_groups != 1:     # a silent K = 1 would train another method than the one asked for
+                    have = sorted(p.name for p in self.target_root.glob('train_cluster*.txt'))
+                    raise PisError(f"{self.target_root}: no {default} for K = {cfg.num_groups}: group the photos first "
+                                   f"(pis-nb cluster {self.target_root} --k {cfg.num_groups}, or pis_nb.cluster.cluster_user), "
+                                   f"name another list (target_list= / --list{': it has ' + ', '.join(have) if have else ''}), "
+                                   "or set num_groups=1 for one group")
             self.target_list = lst
             self.target_ds = without_masks(UserDataset(self.target_root, lst))
+
+    def _labelled_eval(self) -> Callable | None:
+        "The default `eval_fn`: every metric on the target user's labelled photos (for `eval_every` and oracle selection)."
+        if self.target_root is None: return None
+        from pis_nb.evaluate import labelled_eval_fn
+        return labelled_eval_fn(self.cfg, self.target_root, self.target_list)
 
     def _build_networks(self) -> None:
         cfg = self.cfg
@@ -620,7 +658,7 @@ class Trainer:
         if self.device.type == 'cuda':
             self.model.to(memory_format=torch.channels_last)
             if self.discs is not None: self.discs.to(memory_format=torch.channels_last)
-        groups = self.model.param_groups(cfg.lr) if hasattr(self.model, 'param_groups') else self.model.parameters()
+        groups = self.model.param_groups(cfg.lr, cfg.head_lr_mult) if hasattr(self.model, 'param_groups') else self.model.parameters()
         self.opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.opt_d = None if self.discs is None else torch.optim.Adam(self.discs.parameters(), lr=cfg.lr_d,
                                                                       betas=tuple(cfg.betas_d))
@@ -721,7 +759,7 @@ def _prepare_pseudo(self: Trainer, resume: bool) -> None:
     "Stage 2: write the pseudo labels from the initial model (rank 0; fresh runs only), then read them."
     out = self.run_dir/'pseudo'
     if not resume and self.dist.main:
-        make_pseudo_labels(self.net, self.target_ds, self.cfg.pseudo_ratio, out, self.pixel_keep, self.min_prob, self.cfg.eval_size,
+        make_pseudo_labels(self.net, self.target_ds, self.cfg.pseudo_ratio, out, self.cfg.pixel_keep, self.min_prob, self.cfg.eval_size,
                            self.cfg.batch_size, self.device, self.memory, self.cfg.amp, progress=self.progress)
     if self.dist.world_size > 1: dist.barrier()
     self.pseudo_ds = PseudoLabelSet(out/'train_pseudo.txt', self.target_root)
@@ -731,7 +769,7 @@ def _run_info(self: Trainer) -> dict:
     "What `run.json` records: everything needed to rebuild this trainer besides `config.json`."
     return dict(method=self.method.name, title=self.method.title, stage=self.stage, method_kw=self.method_kw,
                 method_params=self.params, target_user=None if self.target_root is None else str(self.target_root),
-                target_list=self.target_list, init=self.init, memory=self.use_memory, pixel_keep=self.pixel_keep,
+                target_list=self.target_list, init=self.init, memory=self.use_memory,
                 min_prob=self.min_prob, eval_every=self.eval_every, select_metric=self.select_metric,
                 save_every=self.save_every, deterministic=self.deterministic, world_size=self.dist.world_size,
                 model_selection=self.cfg.model_selection, torch=torch.__version__)
@@ -795,7 +833,7 @@ def _needs_target_forward(self: Trainer) -> bool:
 def _train_step(self: Trainer, batches: dict) -> dict:
     "One training iteration on `batches` (source [, target] [, pseudo]); returns the losses and rates as floats."
     cfg, m, p, dev = self.cfg, self.method, self.params, self.device
-    f = poly_factor(self.step, cfg.num_steps, cfg.poly_power)
+    f = poly_factor(self.step, cfg.lr_decay_steps or cfg.num_steps, cfg.poly_power)
     lrs = set_lr(self.opt, f)
     logs = {'lr': lrs[0], **({'lr_heads': lrs[1]} if len(lrs) > 1 else {})}
     if self.opt_d is not None: logs['lr_d'] = set_lr(self.opt_d, f)[0]
@@ -809,12 +847,13 @@ def _train_step(self: Trainer, batches: dict) -> dict:
         xs = fda_source_to_target(xs, xt, p['beta'])
         if dev.type == 'cuda': xs = xs.contiguous(memory_format=torch.channels_last)
     terms = {}
+    w_aux = p.get('lambda_seg_aux', cfg.lambda_seg_aux)        # a method's own aux weight (AdaptSeg, FDA, MaxSquare)
     with ac(): out_s = forward_model(self.model, xs, gs)
-    terms['seg'] = seg_loss(out_s, ys, cfg.lambda_seg_main, cfg.lambda_seg_aux)
+    terms['seg'] = seg_loss(out_s, ys, cfg.lambda_seg_main, w_aux)
     if 'pseudo' in batches:
         xp, yp, gp = self._to_device(batches['pseudo'])
         with ac(): out_p = forward_model(self.model, xp, gp, self.memory, batches['pseudo']['name'])
-        terms['pse'] = cfg.lambda_pse * seg_loss(out_p, yp, cfg.lambda_seg_main, cfg.lambda_seg_aux)
+        terms['pse'] = cfg.lambda_pse * seg_loss(out_p, yp, cfg.lambda_seg_main, w_aux)
     if self._needs_target_forward():
         with ac(): out_t = forward_model(self.model, xt, gt, self.memory, batches['target']['name'])
         if m.adversarial:
@@ -827,7 +866,7 @@ def _train_step(self: Trainer, batches: dict) -> dict:
         if m.target_loss == 'minent':
             terms['ent'] = p['lambda_ent_main'] * entropy_loss(out_t.main) + p['lambda_ent_aux'] * entropy_loss(out_t.aux)
         elif m.target_loss == 'maxsquare':
-            terms['msq'] = p['lambda_ms_main'] * maxsquare_loss(out_t.main) + p['lambda_ms_aux'] * maxsquare_loss(out_t.aux)
+            terms['msq'] = p['lambda_ms'] * maxsquare_loss(out_t.main, p['iw_ratio'])     # main output only, as MaxSquare
         elif m.target_loss == 'fda-entropy':
             terms['ent'] = p['lambda_ent'] * charbonnier_entropy(out_t.main, p['eta'])
     loss = sum(terms.values())
@@ -911,7 +950,7 @@ def resume(cls: Trainer, run_dir, eval_fn: Callable | None = None, progress: boo
     ck = load_checkpoint(run_dir/'checkpoint.pt')
     t = cls.__new__(cls)
     t._setup(cfg, run_dir, info['method'], info['stage'], info['target_user'], info['target_list'], None,
-             info['method_kw'], info['memory'], info['pixel_keep'], info['min_prob'], eval_fn, info['eval_every'],
+             info['method_kw'], info['memory'], info['min_prob'], eval_fn, info['eval_every'],
              info['select_metric'], info['save_every'], progress, info['deterministic'], resume=True)
     t.init = info.get('init')
     t.load_state_dict(ck)
@@ -970,7 +1009,8 @@ def fit(self: Trainer, num_steps: int | None = None) -> str:
                 if self._stop_requested(flag): stop = flag.signal or 'peer'; break
                 self._boundary = dict(streams={k: s.state() for k, s in streams.items()}, rng=rng_state())
                 t0 = time.perf_counter()
-                logs = self._train_step({k: next(s) for k, s in streams.items()})
+                logs = self._train_step({k: next(s) for k, s in streams.items()
+                                         if k != 'pseudo' or self.step % cfg.pse_every == 0})
                 self.step += 1
                 self._positions = {k: s.state() for k, s in streams.items()}
                 self._boundary, self._in_update = None, False
@@ -1021,7 +1061,7 @@ def evaluate(self: Trainer) -> dict | None:
         finally: net.train(was)
         rec = {'step': self.step, **{k: (float(v) if isinstance(v, (int, float, np.number)) else v) for k, v in res.items()}}
         with open(self.run_dir/'eval.jsonl', 'a', encoding='utf-8') as f: f.write(json.dumps(rec) + '\n')
-        if self.cfg.model_selection == 'oracle':
+        if self.cfg.model_selection == 'oracle' and self.step >= self.cfg.select_from:
             if self.select_metric not in res:
                 raise PisError(f"eval_fn returned {sorted(res)}, without the select_metric {self.select_metric!r}")
             score = float(res[self.select_metric])
@@ -1092,8 +1132,9 @@ def train(cfg: RunConfig, run_dir, method: str = 'ours', stage: int = 1, resume:
         m = get_method(method)
         mine = cfg if m.group_context else cfg.override(context_mode='none')
         diff = sorted(k for k, v in mine.to_dict().items() if k not in RUNTIME_SETTINGS and saved.to_dict()[k] != v)
-        diff += sorted(k for k in ('target_list', 'memory', 'method_kw', 'pixel_keep', 'min_prob')
-                       if k in kw and kw[k] != info[k] and not (k == 'method_kw' and not kw[k] and not info[k]))
+        diff += sorted(k for k in ('target_list', 'memory', 'method_kw', 'min_prob')
+                       if k in kw and kw[k] != info[k] and not (k == 'method_kw' and not kw[k] and not info[k])
+                       and not (k == 'target_list' and kw[k] is None))     # None: the default list, resolved when the run began
         if (info['method'], info['stage']) != (m.name, stage): diff = [f"method/stage {info['method']}/{info['stage']}"]
         if diff:
             what = ', '.join(diff)

@@ -371,8 +371,9 @@ def test_corrupt_cached_weights_are_reported(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- configuration, optimiser groups, benchmark, figure
 
 def test_from_config_and_param_groups():
-    net = PISNet.from_config(RunConfig.released(backbone='small', key_channels=16))
+    net = PISNet.from_config(RunConfig.released(backbone='small', deep_stem=False, key_channels=16))
     assert (net.context_variant, net.context.region_softmax, net.context.key_channels) == ('released', 'pixels', 16)
+    assert net.context.exact_released and net.align_corners     # the released network's layout and upsampling
     groups = net.param_groups(0.5, head_lr_mult=4)
     assert [g['lr'] for g in groups] == [0.5, 2.0]
     ids = [id(p) for g in groups for p in g['params']]
