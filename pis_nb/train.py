@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #a0ddc28f
 from __future__ import annotations
-import contextlib, copy, json, math, os, random, shutil, signal, threading, time, warnings
+import contextlib, copy, json, math, os, random, shutil, signal, threading, time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator

@@ -1,6 +1,6 @@
 """Shared pytest fixtures.
 
-Data fixtures (prefixed `data_`) build tiny folders laid out exactly as SPEC §2 describes: a PIS release user
+Data fixtures (prefixed `data_`) build tiny folders laid out exactly as the PIS release and VOCdevkit lay them out: a PIS release user
 folder (`personal/idN/...`) and a VOCdevkit folder. They write files with PIL directly (not with `pis_nb.data`),
 so that the readers are tested against independently written data.
 """

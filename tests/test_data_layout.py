@@ -1,4 +1,4 @@
-"""The released layouts (SPEC §2) read unchanged: PIS user folders with their list files, and VOCdevkit with SBD's
+"""The released layouts (the PIS release and VOCdevkit) read unchanged: PIS user folders with their list files, and VOCdevkit with SBD's
 augmented masks; photos in every mode phones and cameras write, EXIF orientation included."""
 import numpy as np
 import pytest

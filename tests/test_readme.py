@@ -29,6 +29,12 @@ def test_readme_commands_exist():
     named = set(re.findall(r'pis-nb (\w[\w-]*)', code))
     assert named and named <= known, named - known
 
+def test_readme_fidelity_table_is_the_code_s():
+    "The released-recipe table in the README is `fidelity_markdown()`: it cannot drift from RunConfig.released()."
+    from pis_nb.released import fidelity_markdown
+    assert fidelity_markdown() in (ROOT/'README.md').read_text(encoding='utf-8'), \
+        "README's fidelity table differs from pis_nb.released.fidelity_markdown(): paste it into nbs/index.ipynb"
+
 def test_readme_notebooks_exist():
     text = (ROOT/'README.md').read_text(encoding='utf-8')
     named = set(re.findall(r'`(\d\d_\w+\.ipynb)`', text))
