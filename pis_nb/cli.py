@@ -275,7 +275,7 @@ DEMO_STEPS = dict(source=2000, adapt=50, stage2=50)   # source: only with from_s
 DEMO_METHODS = ('source_only', 'advent', 'ours_s1', 'ours_s2')
 # The demo's networks: the small backbone from random weights (the default: the kit ships its source model), or
 # EfficientNet-Lite0 from its ImageNet weights (`--backbone lite0`: no shipped model yet, so the demo trains one;
-# 1,000 steps take about 5 minutes of 2 cores and reach what the small network needs 8,000 for, 13_bench).
+# 1,000 steps take about 5 minutes of 2 cores and come near what the small network reaches in 8,000: 13_bench).
 DEMO_BACKBONES = {'small': dict(backbone='small', pretrained=False),
                   'lite0': dict(backbone='lite0', pretrained=True, output_stride=8)}
 DEMO_SOURCE_STEPS = {'small': 2000, 'lite0': 1000}
