@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Source-only FIoU after the same wall time: small (random init) against lite0 (ImageNet init), side by side in one run.
 
-    .venv/bin/python benchmarks/walltime.py                 # 4 setups x 300 s of training (~25 min on 2 CPU cores)
+    .venv/bin/python benchmarks/walltime.py                 # 4 setups x 300 s of training (21 min on 2 CPU cores, measured)
     .venv/bin/python benchmarks/walltime.py --seconds 20    # a smoke run
 
 Each setup trains the source-only model of the demo recipe on PIS-Synth at the demo size (seed 0) for as many steps as

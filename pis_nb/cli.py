@@ -271,14 +271,14 @@ def cluster_report(personal_root, out, report, k='auto', seed: int = 0, progress
 # The demo's training recipe: short runs at 64 px; the network is one of DEMO_BACKBONES (small unless asked).
 DEMO_CONFIG = dict(backbone='small', pretrained=False, crop_size=64, base_size=64, eval_size=64, batch_size=8,
                    num_workers=0, lr=0.01, embedder='colour-texture', disc_width=32)
-DEMO_STEPS = dict(source=2000, adapt=50, stage2=50)   # source: only with from_scratch
+DEMO_STEPS = dict(adapt=50, stage2=50)   # per adaptation run; source steps (when the demo trains one): DEMO_SOURCE_STEPS
 DEMO_METHODS = ('source_only', 'advent', 'ours_s1', 'ours_s2')
 # The demo's networks: the small backbone from random weights (the default: the kit ships its source model), or
 # EfficientNet-Lite0 from its ImageNet weights (`--backbone lite0`: no shipped model yet, so the demo trains one;
 # 1,000 steps take about 5 minutes of 2 cores and come near what the small network reaches in 8,000: 13_bench).
 DEMO_BACKBONES = {'small': dict(backbone='small', pretrained=False),
                   'lite0': dict(backbone='lite0', pretrained=True, output_stride=8)}
-DEMO_SOURCE_STEPS = {'small': 2000, 'lite0': 1000}
+DEMO_SOURCE_STEPS = {'small': 2000, 'lite0': 1000}   # with --from-scratch, or a backbone without a shipped model
 
 def network_words(cfg: RunConfig) -> str:
     "The network of a run in words, with where its initial weights came from (for reports)."
@@ -387,7 +387,7 @@ def install_source_model(run_dir, cfg: RunConfig, src=None) -> Path:
 # %% ../nbs/09_cli.ipynb #189e9f9a
 def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, steps: dict | None = None,
              progress: bool = True, log=print, from_scratch: bool = False, backbone: str = 'small') -> Path:
-    "Synth → checks and dataset report → groups → source-only (shipped, or trained with `from_scratch`), ADVENT, ours S1, S2 per user → evaluation → `out/report.md`."
+    "Synth → checks and dataset report → groups → source-only (shipped, or trained here with `from_scratch` or a `backbone` with none shipped), ADVENT, ours S1, S2 per user → evaluation → `out/report.md`."
     import time
     from pis_nb.synth import make_pis_synth
     from pis_nb.data import list_users
@@ -412,11 +412,11 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
     cfg.save(out)
     src = out/'runs'/'source_only'
     if from_scratch:
-        log(f"[4/6] source-only training from scratch ({steps['source']} steps, {network_words(cfg)})")
+        log(f"[4/6] source-only training here ({steps['source']} steps, {network_words(cfg)})")
         if (src/'provenance.json').is_file():
             raise PisError(f"{src}: holds the shipped source model; train from scratch in another output folder")
         _demo_run(cfg.override(num_steps=steps['source']), src, 'source', progress=progress)
-        origin = f"trained from scratch on the synthetic source ({steps['source']} steps)"
+        origin = f"source-only model trained here on the synthetic source ({steps['source']} steps)"
     else:
         install_source_model(src, cfg)
         prov = json.loads((src/'provenance.json').read_text(encoding='utf-8'))
@@ -531,7 +531,7 @@ def _parser() -> argparse.ArgumentParser:
                                  'runs/demo-lite0 with --backbone lite0)')
     s.add_argument('--backbone', default='small', choices=list(DEMO_BACKBONES),
                    help='small: from random weights, with the shipped source model (default); lite0: EfficientNet-Lite0 '
-                        'from its ImageNet weights, source model trained in the demo (1,000 steps, ~5 min more)')
+                        'from its ImageNet weights, source model trained in the demo (1,000 steps; about 14 min in all on 2 cores)')
     s.add_argument('--from-scratch', action='store_true',
                    help="train the source-only model here instead of starting from the kit's shipped one")
     s.add_argument('--quiet', action='store_true', help='no progress bars')
