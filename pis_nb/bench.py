@@ -15,22 +15,24 @@ from .report import (Protocol, results_table, format_table, to_markdown, PAPER_T
                            PAPER_TABLE5)
 
 # %% auto #0
-__all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'PAPER_BESIDE', 'METRIC_NAMES', 'NO_DA',
+__all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'PAPER_BESIDE', 'METRIC_NAMES', 'NO_DA', 'TODAY',
            'NO_DA_NAMES', 'BENCH_COLUMNS', 'bench_grid', 'bench_size', 'bench_config', 'mixed_folder', 'Grouping',
            'group_folder', 'group_source', 'Cell', 'cell_dir', 'source_dir', 'plan_cells', 'cell_done', 'fda_beta',
            'run_cell', 'BenchRun', 'prepare_targets', 'run_bench', 'bench_table', 'paired_delta', 'k_effect',
-           'verdicts', 'verdict_lines', 'bench_markdown', 'write_bench', 'load_bench', 'count_runs', 'measure_step_s',
-           'estimate_bench', 'add_bench_parser', 'cmd_bench', 'context_sensitivity', 'error_breakdown',
-           'restrict_classes', 'class_prior_headroom', 'pseudo_label_quality']
+           'verdicts', 'verdict_lines', 'weights_table', 'bench_markdown', 'write_bench', 'load_bench', 'count_runs',
+           'measure_step_s', 'estimate_bench', 'add_bench_parser', 'cmd_bench', 'context_sensitivity',
+           'error_breakdown', 'restrict_classes', 'class_prior_headroom', 'pseudo_label_quality']
 
 # %% ../nbs/13_bench.ipynb #c4a01925
-RECIPE = dict(method='ours', stage=1, context_mode='group', memory=False, k='auto', target='personal', source='random')
+RECIPE = dict(method='ours', stage=1, context_mode='group', memory=False, k='auto', target='personal', source='random',
+              adapt_params='all')
 
 TABLES: dict[str, list[tuple[str, dict]]] = {
     '1': [('source_only', dict(method='source')), ('source_more', dict(method='source_more', context_mode='none')),
           ('minent', dict(method='minent')), ('adaptseg', dict(method='adaptseg')),
           ('fda', dict(method='fda')), ('maxsquare', dict(method='maxsquare')), ('advent', dict(method='advent')),
-          ('ours_s1', {}), ('ours_s1_more', dict(method='ours_more')), ('ours_s2', dict(stage=2))],
+          ('ours_s1', {}), ('ours_s1_more', dict(method='ours_more')), ('ours_s2', dict(stage=2)),
+          ('tent', dict(method='tent')), ('ema_st', dict(method='ema_st')), ('ours_s1_norm', dict(adapt_params='norm'))],
     '3': [('none', dict(context_mode='none')), ('global', dict(context_mode='global')), ('group', {}),
           ('group_memory', dict(memory=True)), ('group_source', dict(source='grouped'))],
     '4': [('k1', dict(k=1)), ('k10', dict(k=10)), ('k80', dict(k=80)), ('kauto', {})],
@@ -194,7 +196,7 @@ def plan_cells(grid: pd.DataFrame, out_dir, groupings: dict, targets: dict, step
         tgt = targets[(r.user, r.seed, rec['target'])]
         grp = groupings[(tgt, rec['k'] if rec['target'] == 'personal' else 'auto')]
         same = {k: v for k, v in rec.items() if k not in ('k', 'target')}   # K and photos enter as folder and groups
-        run_cfg = dict(context_mode=rec['context_mode'], num_groups=grp.k, seed=int(r.seed))
+        run_cfg = dict(context_mode=rec['context_mode'], num_groups=grp.k, seed=int(r.seed), adapt_params=rec['adapt_params'])
         if rec['source'] == 'grouped':
             sg = groupings[('source', 'released')]
             run_cfg['source_list'], same['source_groups'] = sg.list_name, sg.digest
@@ -449,15 +451,16 @@ def k_effect(cells: pd.DataFrame, metric: str = 'fiou') -> pd.DataFrame | None:
     return pd.DataFrame(rows).set_index('user')
 
 NO_DA = ('source_only', 'source_more')
+TODAY = ('tent', 'ema_st', 'ours_s1_norm')   # Table 1 rows beyond the paper's: today's label-free baselines, a per-user delta
 NO_DA_NAMES = {'source_only': 'No-DA', 'source_more': 'No-DA with the same extra source steps'}
 
 def verdicts(cells: pd.DataFrame, metric: str = 'fiou') -> list[dict]:
-    "The paper's five findings checked on the bench's cells: finding, verdict (yes / no / not clearly / not measured), detail."
+    "The paper's five findings, and two beyond it (today's baselines, per-user deltas), checked on the bench's cells: finding, verdict (yes / no / not clearly / not measured), detail."
     out = []
     def add(finding, verdict, detail): out.append(dict(finding=finding, verdict=verdict, detail=detail))
     M = METRIC_NAMES.get(metric, metric)
     # 1. adaptation beats no adaptation
-    ada = [v for v, _ in TABLES['1'] if v not in NO_DA + ('ours_s1_more',)]    # methods, not controls
+    ada = [v for v, _ in TABLES['1'] if v not in NO_DA + TODAY + ('ours_s1_more',)]    # the paper's methods, not controls
     against = {}
     for base in NO_DA[::-1]:            # the same-steps control first, when it was run
         ds = {v: d for v in ada if (d := paired_delta(cells, '1', v, base, metric)) is not None}
@@ -504,6 +507,16 @@ def verdicts(cells: pd.DataFrame, metric: str = 'fiou') -> list[dict]:
               f"{ke['range'].max():.2f} points against a seeds' spread of {ke['seed_std'].mean():.2f}; "
               f"{int(beyond.sum())} of {len(ke)} users beyond twice the spread")
     else: add('K matters per user', 'not measured', 'Table 4 not run')
+    # 6. (beyond the paper) against today's label-free baselines, and the cost of a per-user norm delta
+    ds = {b: d for b in ('tent', 'ema_st') if (d := paired_delta(cells, '1', 'ours_s1', b, metric)) is not None}
+    if ds:
+        add("ours S1 beats today's label-free baselines (TENT, EMA teacher)", _combine([_word(d) for d in ds.values()]),
+            '; '.join(f"ours S1 − {b}: {_word(d)}, {M} {_pm(d)}" for b, d in ds.items()))
+    else: add("ours S1 beats today's label-free baselines (TENT, EMA teacher)", 'not measured', 'rows tent, ema_st not run')
+    d = paired_delta(cells, '1', 'ours_s1', 'ours_s1_norm', metric)
+    if d is not None:
+        add('a norm-only per-user delta costs ours S1 accuracy', _word(d), f"ours S1 − ours S1 (adapt_params=norm): {M} {_pm(d)}")
+    else: add('a norm-only per-user delta costs ours S1 accuracy', 'not measured', 'row ours_s1_norm not run')
     return out
 
 def verdict_lines(vs: list[dict]) -> list[str]:
@@ -516,6 +529,21 @@ def _k_used(cells: pd.DataFrame) -> pd.DataFrame | None:
     if c.empty or 'k' not in c: return None
     t = c.pivot_table(index='variant', columns='user', values='k', aggfunc='first')
     return t.reindex([v for v, _ in TABLES['4'] if v in t.index]).astype('Int64')
+
+def weights_table(cells: pd.DataFrame) -> pd.DataFrame | None:
+    "Per Table-1 variant: what it adapts, the size of the weights file its run saves and of the network tensors in it (KiB) beside the full network's, and its FIoU (mean over its cells)."
+    from pis_nb.train import load_checkpoint, read_weights, _nbytes
+    c = cells[cells.table.astype(str) == '1']
+    rows = []
+    for v, _ in TABLES['1']:
+        g = c[c.variant == v]
+        if g.empty or not (f := Path(g.run.iloc[0])/'model.pt').is_file(): continue
+        ck = load_checkpoint(f)
+        net = _nbytes(ck['model'])
+        full = _nbytes(read_weights(f)['model']) if ck.get('delta') else net
+        rows.append(dict(variant=v, adapt_params=(ck.get('delta') or {}).get('adapt_params', 'all'), file_kib=f.stat().st_size / 1024,
+                         network_kib=net / 1024, full_network_kib=full / 1024, share_pct=100 * net / full, fiou=100 * g.fiou.mean()))
+    return pd.DataFrame(rows).set_index('variant') if rows else None
 
 def bench_markdown(cells: pd.DataFrame, title: str = 'pis-nb bench on PIS-Synth', notes: str = '',
                    protocol: Protocol | None = None) -> str:
@@ -535,6 +563,12 @@ def bench_markdown(cells: pd.DataFrame, title: str = 'pis-nb bench on PIS-Synth'
             if tab is None: continue
             name = 'Table 2: methods (MIoU)' if (t, m) == ('1', 'miou') else TABLE_TITLES[t] + f" ({METRIC_NAMES[m]})"
             md += [f"## {name}", '', to_markdown(tab), '']
+        if t == '1' and (w := weights_table(cells)) is not None:
+            md += ["## Per-user weights (Table 1's runs)", '', to_markdown(w.round(1)), '',
+                   "file: the run's model.pt in KiB (a full run's holds its discriminators too); network: the network "
+                   "tensors it holds — all of them, or with adapt_params=norm only those that differ from the source "
+                   "model (its BatchNorm layers, and the group context the source model lacks); share: network / full "
+                   "network. One source model plus a delta per user serves many users.", '']
         if t == '4' and (k := _k_used(cells)) is not None:
             md += ['K used per user (fixed K is capped at n_photos // 2 groups):', '', to_markdown(k), '']
     md += ['## Findings (computed from the cells above, FIoU)', '', *verdict_lines(verdicts(cells, key('fiou'))), '',
@@ -599,7 +633,7 @@ def count_runs(users: Sequence[str], seeds=(0, 1, 2), tables=('1', '3', '4', '5'
         if r.method == 'source': continue
         tgt = 'mix_all' if r.target == 'mix_all' else 'none' if r.method == 'source_more' else f"{r.target}/{r.user}"
         keys.add((r.method, r.stage, r.context_mode, r.memory, r.k if r.target == 'personal' else 'auto', tgt, r.seed,
-                  r.source))
+                  r.source, r.adapt_params))
     longer = lambda k: k[1] == 2 or k[0] == 'ours_more'      # runs of stage 2's length
     return dict(source=len(set(grid.seed)), adapt=sum(not longer(k) for k in keys), stage2=sum(longer(k) for k in keys),
                 cells=len(grid))

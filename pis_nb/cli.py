@@ -495,11 +495,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--quiet', action='store_true', help='no progress bars')
     s = with_config(add('train', cmd_train, 'train one stage of one method for one user (resumes an existing run folder)'))
     s.add_argument('run_dir', help='run folder (created; an existing one is continued)')
-    s.add_argument('--method', default='ours', help='ours | advent | adaptseg | fda | maxsquare | minent | source')
+    s.add_argument('--method', default='ours', help='ours | advent | adaptseg | fda | maxsquare | minent | source | tent (source-free) | ema_st | ema_st_gc')
     s.add_argument('--stage', type=int, default=1, choices=(1, 2), help='1: adaptation; 2: pseudo-label refinement')
     s.add_argument('--user', help="target user folder (or its name under the config's personal_root)")
     s.add_argument('--list', help='target list file with groups, e.g. train_cluster80.txt (default: the newest cluster list)')
-    s.add_argument('--init', help='stage 2: the stage-1 run folder or weights file to start from')
+    s.add_argument('--init', help='the model to start from (run folder or weights file): stage 2, the stage-1 run; '
+                   'tent and --set adapt_params=norm|heads, the source model the per-user delta is against')
     s.add_argument('--steps', type=int, help="train this many more steps (default: up to the config's num_steps)")
     s.add_argument('--memory', action='store_true', help='use the whole-group memory in the group context')
     s.add_argument('--param', action='append', metavar='KEY=VALUE',

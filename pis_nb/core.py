@@ -157,6 +157,11 @@ class RunConfig:
     num_steps: int = _doc(20000, "training iterations per stage (released: stops at 120,000)")
     lr_decay_steps: int = _doc(0, "steps the poly schedule decays over, >= num_steps (0: num_steps, reaching 0 at the "
                                "end); released: 250,000 while stopping at 120,000, so the rate ends at 0.555x")
+    norm_stats: str = _doc('running', "BatchNorm statistics: running (the stored ones at prediction, as trained) | batch "
+                           "(every batch normalised by its own statistics, in training and at prediction, running buffers "
+                           "untouched: TENT; the method tent sets it)")
+    adapt_params: str = _doc('all', "what adaptation trains: all | norm (BatchNorm affine and statistics only, as TENT) | heads "
+                             "(context + classifier + auxiliary head); norm and heads save a per-user delta against the init model")
     # --- stage 2
     pseudo_ratio: float = _doc(0.5, "fraction r of a user's photos kept as pseudo labels, easiest first (released: 0.6)")
     lambda_pse: float = _doc(1.0, "weight of the pseudo-label loss L_pse")
@@ -182,7 +187,8 @@ class RunConfig:
                 'context_variant': ('paper', 'released'), 'region_softmax': ('classes', 'pixels'),
                 'scale_side': ('short', 'long'), 'stage2_init': ('stage1', 'pretrained'),
                 'fiou_variant': ('paper', 'released'), 'miou_variant': ('paper', 'released'),
-                'model_selection': ('last', 'oracle')}
+                'model_selection': ('last', 'oracle'),
+                'norm_stats': ('running', 'batch'), 'adapt_params': ('all', 'norm', 'heads')}
 
     def __post_init__(self): self.validate()
 

@@ -17,19 +17,20 @@ from .core import NUM_CLASSES, IGNORE_INDEX, ConfigError, PisError, RunConfig, d
 _logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['BACKBONES', 'CONTEXT_MODES', 'CONTEXT_VARIANTS', 'REGION_SOFTMAX', 'LITE0_PACKAGE', 'LITE0_FILE', 'LITE0_SHA256',
-           'LITE0_INSTALL', 'conv_bn_relu', 'count_parameters', 'SafeBatchNorm2d', 'PretrainedWeightsWarning',
-           'cached_weights_path', 'load_cached_weights', 'load_matching', 'ResNetBackbone', 'VGGBackbone',
-           'ReleasedVGGBackbone', 'SmallBackbone', 'lite0_weights_path', 'load_lite0_weights', 'Lite0Backbone',
-           'PSPModule', 'RegionInfo', 'ContextOutput', 'GroupContext', 'GroupMemory', 'SegOutput', 'PISNet',
-           'entropy_map', 'pixel_entropy', 'mean_entropy', 'Discriminator', 'Discriminators', 'pixel_attention',
-           'plot_pixel_attention', 'SavedTensorBytes', 'compare_context_cost', 'format_cost']
+__all__ = ['BACKBONES', 'CONTEXT_MODES', 'CONTEXT_VARIANTS', 'REGION_SOFTMAX', 'NORM_STATS', 'LITE0_PACKAGE', 'LITE0_FILE',
+           'LITE0_SHA256', 'LITE0_INSTALL', 'conv_bn_relu', 'count_parameters', 'batch_norms', 'SafeBatchNorm2d',
+           'PretrainedWeightsWarning', 'cached_weights_path', 'load_cached_weights', 'load_matching', 'ResNetBackbone',
+           'VGGBackbone', 'ReleasedVGGBackbone', 'SmallBackbone', 'lite0_weights_path', 'load_lite0_weights',
+           'Lite0Backbone', 'PSPModule', 'RegionInfo', 'ContextOutput', 'GroupContext', 'GroupMemory', 'SegOutput',
+           'PISNet', 'entropy_map', 'pixel_entropy', 'mean_entropy', 'Discriminator', 'Discriminators',
+           'pixel_attention', 'plot_pixel_attention', 'SavedTensorBytes', 'compare_context_cost', 'format_cost']
 
 # %% ../nbs/05_model.ipynb #b5bda142
 BACKBONES = ('resnet50', 'vgg16', 'small', 'vgg16_bn', 'lite0')
 CONTEXT_MODES = ('group', 'global', 'none')
 CONTEXT_VARIANTS = ('paper', 'released')
 REGION_SOFTMAX = ('classes', 'pixels')
+NORM_STATS = ('running', 'batch')
 
 def _check_choice(name: str, value, options) -> None:
     "Raise `ConfigError` unless `value` is one of `options`."
@@ -54,6 +55,10 @@ def _init_conv(m: nn.Module) -> None:
 def count_parameters(module: nn.Module, trainable: bool = False) -> int:
     "Number of parameters of `module` (only those requiring gradients with `trainable`)."
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
+def batch_norms(module: nn.Module) -> list[nn.Module]:
+    "Every BatchNorm layer of `module` (torch's, torchvision's and `SafeBatchNorm2d`), in module order."
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
 
 # %% ../nbs/05_model.ipynb #ab1ad904
 class SafeBatchNorm2d(nn.BatchNorm2d):
@@ -619,7 +624,33 @@ class PISNet(nn.Module):
                   key_channels=cfg.key_channels, region_softmax=cfg.region_softmax, pretrained=cfg.pretrained,
                   deep_stem=cfg.deep_stem, exact_released=cfg.exact_released, align_corners=cfg.align_corners,
                   output_stride=cfg.output_stride)
-        return cls(NUM_CLASSES, **{**kw, **kwargs})
+        return cls(NUM_CLASSES, **{**kw, **kwargs}).set_norm_stats(cfg.norm_stats)
+
+    # BatchNorm behaviour beyond train()/eval(): TENT's batch statistics, and parts frozen by a restricted `adapt_params`
+    norm_stats: str = 'running'
+    frozen: tuple = ()
+
+    def set_norm_stats(self, mode: str) -> 'PISNet':
+        "`running`: BatchNorm as usual; `batch`: every BatchNorm normalises with the batch's own statistics in training *and* at prediction, never touching its running buffers (TENT)."
+        _check_choice('norm_stats', mode, NORM_STATS)
+        self.norm_stats = mode
+        for bn in batch_norms(self): bn.track_running_stats = mode == 'running'
+        return self.train(self.training)
+
+    def freeze(self, names=()) -> 'PISNet':
+        "Keep the sub-modules `names` (e.g. `('backbone', 'psp')`) in eval mode whenever the network trains, so that their BatchNorm statistics stay as loaded."
+        for n in names: self.get_submodule(n)      # unknown names fail here, not at the next train()
+        self.frozen = tuple(names)
+        return self.train(self.training)
+
+    def train(self, mode: bool = True) -> 'PISNet':
+        "`nn.Module.train`, then frozen sub-modules back to eval mode, and with `norm_stats='batch'` every BatchNorm in batch mode."
+        super().train(mode)
+        if mode:
+            for n in self.frozen: self.get_submodule(n).eval()
+        if self.norm_stats == 'batch':
+            for bn in batch_norms(self): bn.train(True)    # track_running_stats=False: batch statistics, buffers untouched
+        return self
 
     @property
     def feature_channels(self) -> int:

@@ -20,16 +20,18 @@ from .core import (PisError, ConfigError, NUM_CLASSES, IGNORE_INDEX, RunConfig, 
                          seed_everything)
 from .data import (UserDataset, VOCSource, TrainTransform, EvalTransform, GroupBatchSampler, restore_size, collate,
                          write_mask, resolve_path, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet, _list_lines, ListEntry)
-from .model import PISNet, Discriminators, GroupMemory, entropy_map, pixel_entropy
+from .model import PISNet, Discriminators, GroupMemory, entropy_map, pixel_entropy, batch_norms
 
 # %% auto #0
-__all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'MAX_NONFINITE_AMP', 'RUNTIME_SETTINGS', 'masked_ce', 'seg_loss',
-           'domain_loss', 'entropy_loss', 'maxsquare_loss', 'charbonnier_entropy', 'fda_source_to_target', 'Method',
-           'get_method', 'poly_factor', 'set_lr', 'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks',
-           'BatchStream', 'forward_model', 'eval_batches', 'predict_user', 'refresh_memory', 'pseudo_mask',
-           'PseudoLabels', 'make_pseudo_labels', 'PseudoLabelSet', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'load_checkpoint', 'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'start_context',
-           'TrainingDiverged', 'load_model', 'train', 'benchmark_training']
+__all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'HEAD_MODULES', 'FROZEN_WITH_HEADS', 'MAX_NONFINITE_AMP',
+           'RUNTIME_SETTINGS', 'masked_ce', 'seg_loss', 'domain_loss', 'entropy_loss', 'maxsquare_loss',
+           'charbonnier_entropy', 'fda_source_to_target', 'tent_entropy', 'weighted_ce', 'confident_share',
+           'class_mix_masks', 'mic_mask', 'ema_update', 'make_teacher', 'Method', 'get_method', 'poly_factor', 'set_lr',
+           'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks', 'BatchStream', 'forward_model', 'eval_batches',
+           'predict_user', 'refresh_memory', 'pseudo_mask', 'PseudoLabels', 'make_pseudo_labels', 'PseudoLabelSet',
+           'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'restrict_params', 'delta_state',
+           'read_weights', 'weights_source', 'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights',
+           'start_context', 'TrainingDiverged', 'load_model', 'train', 'benchmark_training']
 
 # %% ../nbs/06_train.ipynb #d305d121
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -109,19 +111,72 @@ def fda_source_to_target(src: torch.Tensor, tgt: torch.Tensor, beta: float = 0.0
     if clamp: out = out.clamp(0, 1)
     return ((out - m) / s).to(src.dtype)
 
+# %% ../nbs/06_train.ipynb #c9ca5aee
+def tent_entropy(logits: torch.Tensor) -> torch.Tensor:
+    "TENT's loss: the mean over pixels of the prediction's Shannon entropy `-sum_c p_c log p_c`, in nats."
+    lp = nnf.log_softmax(logits.float(), 1)
+    return -(lp.exp() * lp).sum(1).mean()
+
+def weighted_ce(logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor, ignore_index: int = IGNORE_INDEX) -> torch.Tensor:
+    "Cross-entropy of each pixel times `weight` (N, H, W), averaged over the pixels of `target` that are not `ignore_index`."
+    ce = nnf.cross_entropy(logits.float(), target.long(), ignore_index=ignore_index, reduction='none')
+    return (ce * weight).sum() / (target != ignore_index).sum().clamp_min(1)
+
+def confident_share(prob: torch.Tensor, threshold: float = 0.968) -> torch.Tensor:
+    "DAFormer's pseudo-label weight: the share of the batch's pixels whose top probability `prob` (N, H, W) reaches `threshold`."
+    return (prob >= threshold).float().mean()
+
+def class_mix_masks(labels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    "ClassMix masks (N, H, W) bool: for each source label map, the pixels of a random half (rounded up) of its classes (255 never chosen)."
+    masks = []
+    for lab in labels:
+        cls = lab.unique()
+        cls = cls[cls != IGNORE_INDEX]
+        pick = cls[torch.randperm(len(cls), generator=generator)[:(len(cls) + 1) // 2].to(cls.device)]
+        masks.append(torch.isin(lab, pick))
+    return torch.stack(masks)
+
+def mic_mask(n: int, h: int, w: int, ratio: float = 0.7, block: int = 64, generator: torch.Generator | None = None,
+             device=None) -> torch.Tensor:
+    "MIC's input mask (N, 1, H, W): square blocks of `block` pixels kept (1) with probability 1 - `ratio`, else 0."
+    if not 0 <= ratio < 1: raise ValueError(f"mask_ratio must be in [0, 1), got {ratio}")
+    block = max(1, int(block))
+    keep = (torch.rand(n, 1, math.ceil(h / block), math.ceil(w / block), generator=generator) > ratio).float()
+    return keep.repeat_interleave(block, 2).repeat_interleave(block, 3)[..., :h, :w].to(device)
+
+@torch.no_grad()
+def ema_update(teacher: nn.Module, student: nn.Module, updates: int, alpha: float = 0.999) -> float:
+    "After the student's `updates`-th update: θ_teacher ← a·θ_teacher + (1 − a)·θ_student for every parameter, with DAFormer's warm-up a = min(1 − 1/(updates + 1), alpha); returns a."
+    a = min(1 - 1 / (updates + 1), alpha)
+    for pt, ps in zip(teacher.parameters(), student.parameters()):
+        pt.mul_(a).add_(ps.detach().to(pt.dtype), alpha=1 - a)
+    return a
+
+def make_teacher(net: nn.Module) -> nn.Module:
+    "An EMA teacher of `net`: a copy without gradients or dropout whose BatchNorm uses each batch's statistics (DAFormer's teacher runs in training mode, dropout off)."
+    t = copy.deepcopy(_unwrap(net))
+    t.requires_grad_(False)
+    if hasattr(t, 'set_norm_stats'): t.set_norm_stats('batch')
+    return t.eval()
+
 # %% ../nbs/06_train.ipynb #1beef6f2
 @dataclass(frozen=True)
 class Method:
-    "A training objective: the terms added to the source cross-entropy, and whether the group context is kept."
+    "A training objective: the terms added to the source cross-entropy (if any), and whether the group context is kept."
     name: str
     title: str
     uses_target: bool = True                 # reads target photos at all
     adversarial: str | None = None           # 'entropy' | 'softmax': maps fed to the two discriminators
-    target_loss: str | None = None           # 'minent' | 'maxsquare' | 'fda-entropy'
+    target_loss: str | None = None           # 'minent' | 'maxsquare' | 'fda-entropy' | 'tent' | 'ema-pseudo'
     fda: bool = False                        # restyle source images towards the target batch
     group_context: bool = False              # keep cfg.context_mode (else forced to 'none')
     params: dict = field(default_factory=dict)
     reference: str = ''
+    uses_source: bool = True                 # reads source batches (False: source-free, as TENT)
+    adapt_params: str | None = None          # the cfg.adapt_params the method is defined with ('norm': TENT)
+    norm_stats: str | None = None            # the cfg.norm_stats the method is defined with ('batch': TENT)
+    teacher: bool = False                    # keeps an EMA teacher of the network
+    optimizer: str = 'poly'                  # 'poly': the config's SGD and poly schedule; 'constant': params lr/momentum/nesterov, constant
 
     def resolve(self, method_kw: dict | None = None) -> dict:
         "The method's parameters with `method_kw` applied; unknown names are a `ConfigError`."
@@ -131,6 +186,21 @@ class Method:
             raise ConfigError(f"method {self.name!r}: unknown parameter(s) {', '.join(unknown)} "
                               f"(known: {', '.join(sorted(self.params)) or 'none'})")
         return {**self.params, **{k: float(v) for k, v in kw.items()}}
+
+    def configure(self, cfg: RunConfig) -> RunConfig:
+        "`cfg` as this method trains: `context_mode='none'` without the group context, the method's own `adapt_params` / `norm_stats`."
+        kw = {}
+        if not self.group_context and cfg.context_mode != 'none': kw['context_mode'] = 'none'
+        if self.adapt_params and cfg.adapt_params != self.adapt_params:
+            if cfg.adapt_params != 'all':
+                raise ConfigError(f"method {self.name!r} adapts adapt_params={self.adapt_params!r} by definition; "
+                                  f"adapt_params={cfg.adapt_params!r} is another method")
+            kw['adapt_params'] = self.adapt_params
+        if self.norm_stats and cfg.norm_stats != self.norm_stats: kw['norm_stats'] = self.norm_stats
+        return cfg.override(**kw) if kw else cfg
+
+_EMA_PARAMS = dict(alpha=0.999, pseudo_threshold=0.968, lambda_pse=1.0, mix=1.0, mic=0.0, mask_ratio=0.7, mask_block=64.0,
+                   lambda_mic=1.0)   # DAFormer's teacher and pseudo-label weight, ClassMix on; MIC's masking off by default
 
 METHODS: dict[str, Method] = {m.name: m for m in [
     Method('source', 'No adaptation (source only)', uses_target=False),
@@ -145,6 +215,15 @@ METHODS: dict[str, Method] = {m.name: m for m in [
            reference='Chen et al., ICCV 2019 (ZJULearning/MaxSquareLoss; iw_ratio=0.2: MaxSquare+IW)'),
     Method('ours', 'Ours (adversarial entropy + group context)', adversarial='entropy', group_context=True,
            reference='Zhang et al., ICCV 2021'),
+    Method('tent', 'TENT (source-free entropy minimisation)', target_loss='tent', uses_source=False, adapt_params='norm',
+           norm_stats='batch', optimizer='constant', params=dict(lr=0.00025, momentum=0.9, nesterov=1.0, lambda_ent=1.0),
+           reference='Wang et al., ICLR 2021 (DequanWang/tent: BatchNorm affine only, batch statistics; its ImageNet '
+                     'config: SGD lr 0.00025, momentum 0.9, Nesterov, no weight decay, constant rate)'),
+    Method('ema_st', 'EMA-teacher self-training', target_loss='ema-pseudo', teacher=True, params=_EMA_PARAMS,
+           reference='Hoyer et al., DAFormer, CVPR 2022 (lhoyer/DAFormer dacs.py: alpha 0.999, pseudo_threshold 0.968, '
+                     'ClassMix); MIC, CVPR 2023 (lhoyer/MIC: mask_ratio 0.7, 64-pixel blocks, weight 1)'),
+    Method('ema_st_gc', 'EMA-teacher self-training + group context', target_loss='ema-pseudo', teacher=True,
+           group_context=True, params=_EMA_PARAMS, reference='ema_st with the paper\'s group context module'),
 ]}
 
 def get_method(method: str | Method) -> Method:
@@ -494,6 +573,60 @@ def load_checkpoint(path, map_location='cpu') -> dict:
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e: raise PisError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from None
 
+# %% ../nbs/06_train.ipynb #39eff3b2
+HEAD_MODULES = ('context', 'classifier', 'aux_head')   # adapt_params='heads': everything after the encoder
+FROZEN_WITH_HEADS = ('backbone', 'psp')
+
+def restrict_params(net: nn.Module, adapt_params: str = 'all') -> list[str]:
+    "Make only the tensors of `adapt_params` trainable (`all` | `norm` | `heads`), freezing the rest's BatchNorm statistics too; returns the trainable parameters' names."
+    if adapt_params not in ('all', 'norm', 'heads'):
+        raise ConfigError(f"adapt_params must be one of all, norm, heads, got {adapt_params!r}")
+    net = _unwrap(net)
+    if adapt_params == 'all': net.requires_grad_(True)
+    elif adapt_params == 'norm':
+        net.requires_grad_(False)
+        for bn in batch_norms(net): bn.requires_grad_(True)
+    else:
+        net.requires_grad_(False)
+        for name in HEAD_MODULES: net.get_submodule(name).requires_grad_(True)
+    if hasattr(net, 'freeze'): net.freeze(FROZEN_WITH_HEADS if adapt_params == 'heads' else ())
+    return [n for n, p in net.named_parameters() if p.requires_grad]
+
+def delta_state(state: dict, base: dict) -> dict:
+    "The tensors of `state` that `base` lacks or holds with another shape or value (bit for bit)."
+    return {k: v for k, v in state.items()
+            if k not in base or v.shape != base[k].shape or not torch.equal(v.detach().cpu(), base[k].detach().cpu())}
+
+def _delta_source_path(path: Path, ck: dict) -> Path:
+    "Where a delta's source model is: beside it as recorded (relative), else at its recorded absolute path."
+    d = ck['delta']
+    rel = (path.parent/d['source_rel']) if d.get('source_rel') else None
+    return rel if rel is not None and rel.is_file() else Path(d['source_path'])
+
+def read_weights(path, map_location='cpu', source=None) -> dict:
+    "A weights file (`model.pt`, `best.pt`, a shipped model) as a full checkpoint: a per-user delta is rebuilt on its source model (`source`, default: the recorded one), checked by SHA-256."
+    from pis_nb.cli import file_sha256
+    path = Path(path)
+    ck = load_checkpoint(path, map_location)
+    d = ck.get('delta')
+    if not d: return ck
+    src = Path(source) if source is not None else _delta_source_path(path, ck)
+    if not src.is_file():
+        raise PisError(f"{path}: a per-user delta of the source model {d['source_path']} (sha256 {d['source_sha256'][:12]}…), "
+                       f"which is not there: pass the source model file (source= / --source)")
+    if (sha := file_sha256(src)) != d['source_sha256']:
+        raise PisError(f"{path}: a per-user delta trained from a source model with sha256 {d['source_sha256'][:12]}…, but "
+                       f"{src} has sha256 {sha[:12]}…: another source model; pass the one it was trained from (source=)")
+    base = load_checkpoint(src, map_location)
+    if base.get('delta'): raise PisError(f"{src}: the source of the delta {path} is itself a delta")
+    return {**ck, 'model': {**base['model'], **ck['model']}, 'source_model': str(src)}
+
+def weights_source(path) -> tuple[Path, dict]:
+    "The full model file a weights file is ultimately trained from (itself, or a delta's source) and that file's network state."
+    ck = read_weights(path)
+    root = Path(ck.get('source_model', path))
+    return root, (ck['model'] if root == Path(path) else load_checkpoint(root)['model'])
+
 # %% ../nbs/06_train.ipynb #1695453a
 class _StopFlag:
     "Set by SIGINT / SIGTERM while installed; a second SIGINT raises `KeyboardInterrupt`."
@@ -567,7 +700,7 @@ class Trainer:
             raise ConfigError(f"FDA with beta={b:g} at crop_size={c} swaps no frequency (floor({c} x {b:g}) = 0) and "
                               f"would train exactly like source-only; use beta >= {1 / c:.3g} "
                               f"(method_kw={{'beta': ...}}; CLI: --param beta=...)")
-        if not self.method.group_context and cfg.context_mode != 'none': cfg = cfg.override(context_mode='none')
+        cfg = self.method.configure(cfg)
         if cfg.model_selection == 'oracle' and eval_fn is None and not (self.method.uses_target or stage == 2):
             raise ConfigError(f"model_selection='oracle' selects weights on labelled target photos, and method "
                               f"{self.method.name!r} reads none: pass an eval_fn, or use model_selection=last")
@@ -576,6 +709,16 @@ class Trainer:
                               f"{cfg.context_mode!r} has none)")
         if stage == 2 and init is None and not resume:
             raise ConfigError("stage 2 starts from a stage-1 model: pass init=<stage-1 run folder or weights file>")
+        if cfg.adapt_params != 'all' and stage == 2 and cfg.stage2_init == 'pretrained':
+            raise ConfigError(f"adapt_params={cfg.adapt_params!r} saves a delta against the model training starts from, and "
+                              "stage2_init='pretrained' starts from a fresh network: use stage2_init=stage1")
+        if init is None and not resume and (cfg.adapt_params != 'all' or not self.method.uses_source):
+            why = (f"adapt_params={cfg.adapt_params!r} trains a per-user delta against a source model" if self.method.uses_source
+                   else f"method {self.method.name!r} adapts a trained model without source data")
+            raise ConfigError(f"{why}: pass init=<source run folder or weights file> (CLI: --init)")
+        if memory and (self.method.teacher or not self.method.uses_source):
+            raise ConfigError(f"memory=True is not available with method {self.method.name!r}: its target forward passes "
+                              "see mixed, masked or source-free batches, whose regions are not the photos'")
         self.cfg, self.stage, self.run_dir = cfg, stage, Path(run_dir)
         self.method_kw, self.use_memory, self.min_prob = dict(method_kw or {}), memory, min_prob
         self.eval_every = cfg.eval_every if eval_every is None else int(eval_every)
@@ -601,6 +744,7 @@ class Trainer:
         if stage == 2 and cfg.stage2_init == 'pretrained' and not resume:   # the released recipe: the stage-1 model only
             self._build_networks()                                           # made the pseudo labels; train a fresh one
             if self.memory is not None: self._refresh_memory()
+        if self.method.teacher: self.teacher = make_teacher(self.net)       # the teacher starts as the student
         self._wrap_ddp()
         if not resume: self._write_run_files()
 
@@ -627,7 +771,7 @@ class Trainer:
 
     def _build_data(self) -> None:
         cfg = self.cfg
-        self.source_ds = VOCSource(cfg.source_root, _source_list(cfg))
+        self.source_ds = VOCSource(cfg.source_root, _source_list(cfg)) if self.method.uses_source else None   # source-free: never read
         self.target_ds = None
         if self.target_root is not None:
             lst = self.target_list
@@ -654,12 +798,20 @@ class Trainer:
         self.model = PISNet.from_config(cfg).to(self.device)
         widths = [cfg.disc_width * 2 ** i for i in range(4)]   # ADVENT's 64-128-256-512 at the default width
         self.discs = Discriminators(NUM_CLASSES, widths).to(self.device) if self.method.adversarial else None
+        restrict_params(self.model, cfg.adapt_params)
         self.memory = self.model.new_memory() if self.use_memory else None
+        self.teacher = None                               # made from the network once its initial weights are in
         if self.device.type == 'cuda':
             self.model.to(memory_format=torch.channels_last)
             if self.discs is not None: self.discs.to(memory_format=torch.channels_last)
-        groups = self.model.param_groups(cfg.lr, cfg.head_lr_mult) if hasattr(self.model, 'param_groups') else self.model.parameters()
-        self.opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        if self.method.optimizer == 'constant':          # the method's own optimiser (TENT's), one rate for every tensor
+            p = self.params
+            self.opt = torch.optim.SGD([q for q in self.model.parameters() if q.requires_grad], lr=p['lr'],
+                                       momentum=p['momentum'], nesterov=bool(p['nesterov']) and p['momentum'] > 0)
+        else:
+            groups = self.model.param_groups(cfg.lr, cfg.head_lr_mult)
+            groups = [g for g in groups if g['params']]   # a restricted adapt_params can leave the backbone group empty
+            self.opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
         self.opt_d = None if self.discs is None else torch.optim.Adam(self.discs.parameters(), lr=cfg.lr_d,
                                                                       betas=tuple(cfg.betas_d))
         self.amp = amp_dtype(self.device, cfg.amp)
@@ -738,14 +890,22 @@ def start_context(net: nn.Module, images: torch.Tensor, seed: int = 0) -> bool:
 @patch
 def _load_init(self: Trainer, init) -> Path:
     "Load network (and discriminator, memory) weights from `init`; a fresh group context is started by `start_context`."
+    from pis_nb.cli import file_sha256
     path = _init_file(init)
-    ck = load_checkpoint(path, map_location=self.device)
+    ck = read_weights(path, map_location=self.device)       # a per-user delta comes back whole, on its source model
     fresh = load_weights(self.net, ck['model'], path)
     if any(k.startswith('context.fuse.') for k in fresh):
         es = EvalTransform((self.cfg.crop_size, self.cfg.crop_size))
-        pick = range(min(16, len(self.source_ds)))
-        start_context(self.net, torch.stack([es(self.source_ds[i])['image'] for i in pick]).to(self.device), self.cfg.seed)
-    if self.discs is not None and ck.get('discriminators'): _load_discs(self.discs, ck['discriminators'])
+        photos = self.source_ds if self.source_ds is not None else self.target_ds
+        pick = range(min(16, len(photos)))
+        start_context(self.net, torch.stack([es(photos[i])['image'] for i in pick]).to(self.device), self.cfg.seed)
+    discs = ck.get('discriminators')
+    if discs is None and (path.parent/'discriminators.pt').is_file() and ck.get('delta'):   # a delta keeps them beside it
+        discs = load_checkpoint(path.parent/'discriminators.pt', map_location=self.device)
+    if self.discs is not None and discs: _load_discs(self.discs, discs)
+    if self.cfg.adapt_params != 'all':      # the model file the delta will be against (a delta's own source, if init is one)
+        root = Path(ck.get('source_model', path)).resolve()
+        self.delta_source = dict(path=str(root), sha256=file_sha256(root))
     if self.memory is not None and ck.get('memory') is not None: self.memory.load_state_dict(ck['memory'])
     return path
 
@@ -772,7 +932,8 @@ def _run_info(self: Trainer) -> dict:
                 target_list=self.target_list, init=self.init, memory=self.use_memory,
                 min_prob=self.min_prob, eval_every=self.eval_every, select_metric=self.select_metric,
                 save_every=self.save_every, deterministic=self.deterministic, world_size=self.dist.world_size,
-                model_selection=self.cfg.model_selection, torch=torch.__version__)
+                model_selection=self.cfg.model_selection, delta_source=getattr(self, 'delta_source', None),
+                torch=torch.__version__)
 
 @patch
 def _write_run_files(self: Trainer) -> None:
@@ -781,7 +942,7 @@ def _write_run_files(self: Trainer) -> None:
     self.run_dir.mkdir(parents=True, exist_ok=True)
     self.cfg.save(self.run_dir)
     with atomic_write(self.run_dir/'run.json') as f: json.dump(self._run_info(), f, indent=2)
-    for name in ('log.jsonl', 'eval.jsonl', 'summary.json', 'model.pt', 'best.pt'):
+    for name in ('log.jsonl', 'eval.jsonl', 'summary.json', 'model.pt', 'best.pt', 'discriminators.pt'):
         (self.run_dir/name).unlink(missing_ok=True)
 
 # %% ../nbs/06_train.ipynb #4114838f
@@ -826,30 +987,31 @@ def _check_finite(self: Trainer, loss: torch.Tensor, terms: dict) -> None:
 @patch
 def _needs_target_forward(self: Trainer) -> bool:
     m = self.method
-    return bool(m.adversarial or m.target_loss in ('minent', 'maxsquare') or
+    return bool(m.adversarial or m.target_loss in ('minent', 'maxsquare', 'tent') or
                 (m.target_loss == 'fda-entropy' and self.params.get('lambda_ent', 0) > 0))
 
 @patch
 def _train_step(self: Trainer, batches: dict) -> dict:
     "One training iteration on `batches` (source [, target] [, pseudo]); returns the losses and rates as floats."
     cfg, m, p, dev = self.cfg, self.method, self.params, self.device
-    f = poly_factor(self.step, cfg.lr_decay_steps or cfg.num_steps, cfg.poly_power)
+    f = 1.0 if m.optimizer == 'constant' else poly_factor(self.step, cfg.lr_decay_steps or cfg.num_steps, cfg.poly_power)
     lrs = set_lr(self.opt, f)
     logs = {'lr': lrs[0], **({'lr_heads': lrs[1]} if len(lrs) > 1 else {})}
     if self.opt_d is not None: logs['lr_d'] = set_lr(self.opt_d, f)[0]
     self.opt.zero_grad(set_to_none=True)
     if self.opt_d is not None: self.opt_d.zero_grad(set_to_none=True)
     ac = lambda: _autocast(dev, self.amp)
-    xs, ys, gs = self._to_device(batches['source'])
-    xt = gt = None
+    xs = ys = gs = xt = gt = None
+    if 'source' in batches: xs, ys, gs = self._to_device(batches['source'])
     if 'target' in batches: xt, _, gt = self._to_device(batches['target'])
     if m.fda:
         xs = fda_source_to_target(xs, xt, p['beta'])
         if dev.type == 'cuda': xs = xs.contiguous(memory_format=torch.channels_last)
     terms = {}
     w_aux = p.get('lambda_seg_aux', cfg.lambda_seg_aux)        # a method's own aux weight (AdaptSeg, FDA, MaxSquare)
-    with ac(): out_s = forward_model(self.model, xs, gs)
-    terms['seg'] = seg_loss(out_s, ys, cfg.lambda_seg_main, w_aux)
+    if xs is not None:
+        with ac(): out_s = forward_model(self.model, xs, gs)
+        terms['seg'] = seg_loss(out_s, ys, cfg.lambda_seg_main, w_aux)
     if 'pseudo' in batches:
         xp, yp, gp = self._to_device(batches['pseudo'])
         with ac(): out_p = forward_model(self.model, xp, gp, self.memory, batches['pseudo']['name'])
@@ -869,6 +1031,11 @@ def _train_step(self: Trainer, batches: dict) -> dict:
             terms['msq'] = p['lambda_ms'] * maxsquare_loss(out_t.main, p['iw_ratio'])     # main output only, as MaxSquare
         elif m.target_loss == 'fda-entropy':
             terms['ent'] = p['lambda_ent'] * charbonnier_entropy(out_t.main, p['eta'])
+        elif m.target_loss == 'tent':
+            terms['ent'] = p['lambda_ent'] * tent_entropy(out_t.main)
+    if m.teacher:
+        t_terms, logs['pse_weight'] = self._teacher_terms(xs, ys, xt, gt, w_aux)
+        terms.update(t_terms)
     loss = sum(terms.values())
     self._check_finite(loss, terms)
     self._backward(loss)
@@ -890,11 +1057,38 @@ def _train_step(self: Trainer, batches: dict) -> dict:
     else:
         self.opt.step()
         if self.opt_d is not None: self.opt_d.step()
+    if self.teacher is not None: logs['ema_a'] = ema_update(self.teacher, self.net, self.step + 1, p['alpha'])
     names = ['loss', *terms]
     vals = torch.stack([loss.detach().float(), *(t.detach().float() for t in terms.values())]).tolist()
     logs.update(zip(names, vals))
-    logs['images'] = len(xs) + (len(xt) if xt is not None else 0) + (len(batches['pseudo']['image']) if 'pseudo' in batches else 0)
+    logs['images'] = sum(len(b['image']) for b in batches.values())
     return logs
+
+@patch
+def _teacher_terms(self: Trainer, xs, ys, xt, gt, w_aux: float) -> tuple[dict, float]:
+    "EMA self-training: the teacher's pseudo labels on the target batch, weighted by its confident share; the student on the ClassMix image (source classes pasted on the target) or on the target, plus MIC's masked target; returns the terms and the pseudo-label weight."
+    p, ac = self.params, (lambda: _autocast(self.device, self.amp))
+    with torch.no_grad():
+        with ac(): t_out = forward_model(self.teacher, xt, gt)
+        prob, pseudo = nnf.softmax(t_out.main.float(), 1).max(1)
+        share = confident_share(prob, p['pseudo_threshold'])
+    weight = share.expand_as(prob)
+    x, y, w = xt, pseudo, weight
+    if p['mix']:
+        mask = class_mix_masks(ys).to(xt.device)
+        x = torch.where(mask[:, None], xs, xt)
+        y = torch.where(mask, ys.long(), pseudo)
+        w = torch.where(mask, torch.ones_like(weight), weight)
+    if self.device.type == 'cuda': x = x.contiguous(memory_format=torch.channels_last)
+    with ac(): out = forward_model(self.model, x, gt)
+    terms = {'pse': p['lambda_pse'] * self.cfg.lambda_seg_main * weighted_ce(out.main, y, w)}
+    if w_aux: terms['pse'] = terms['pse'] + p['lambda_pse'] * w_aux * weighted_ce(out.aux, y, w)
+    if p['mic']:
+        n, _, h, wd = xt.shape
+        xm = xt * mic_mask(n, h, wd, p['mask_ratio'], int(p['mask_block']), device=xt.device).to(xt.dtype)
+        with ac(): out_m = forward_model(self.model, xm, gt)
+        terms['mic'] = p['lambda_mic'] * weighted_ce(out_m.main, pseudo, weight)
+    return terms, float(share)
 
 # %% ../nbs/06_train.ipynb #e9079dd9
 @patch
@@ -907,7 +1101,8 @@ def state_dict(self: Trainer) -> dict:
                 memory=None if self.memory is None else self.memory.state_dict(),
                 opt=self.opt.state_dict(), opt_d=None if self.opt_d is None else self.opt_d.state_dict(),
                 scaler=None if self.scaler is None else self.scaler.state_dict(),
-                streams=b.get('streams', self._positions), rng=b.get('rng') or rng_state(), best=self.best)
+                streams=b.get('streams', self._positions), rng=b.get('rng') or rng_state(), best=self.best,
+                teacher=None if self.teacher is None else self.teacher.state_dict())
 
 @patch
 def save_checkpoint(self: Trainer) -> Path | None:
@@ -920,10 +1115,11 @@ def save_checkpoint(self: Trainer) -> Path | None:
 
 @patch
 def load_state_dict(self: Trainer, ck: dict) -> None:
-    "Restore a state saved by `state_dict` (networks, optimisers, scaler, step, stream positions, RNG)."
+    "Restore a state saved by `state_dict` (networks, EMA teacher, optimisers, scaler, step, stream positions, RNG)."
     self.net.load_state_dict(ck['model'])
     if self.discs is not None: _load_discs(self.discs, ck['discriminators'])
     if self.memory is not None and ck.get('memory') is not None: self.memory.load_state_dict(ck['memory'])
+    if self.teacher is not None: self.teacher.load_state_dict(ck['teacher'])
     self.opt.load_state_dict(ck['opt'])
     if self.opt_d is not None: self.opt_d.load_state_dict(ck['opt_d'])
     if self.scaler is not None and ck.get('scaler'): self.scaler.load_state_dict(ck['scaler'])
@@ -952,7 +1148,7 @@ def resume(cls: Trainer, run_dir, eval_fn: Callable | None = None, progress: boo
     t._setup(cfg, run_dir, info['method'], info['stage'], info['target_user'], info['target_list'], None,
              info['method_kw'], info['memory'], info['min_prob'], eval_fn, info['eval_every'],
              info['select_metric'], info['save_every'], progress, info['deterministic'], resume=True)
-    t.init = info.get('init')
+    t.init, t.delta_source = info.get('init'), info.get('delta_source')
     t.load_state_dict(ck)
     t._saved_step = t.step
     if t.dist.main:
@@ -966,7 +1162,7 @@ def _streams(self: Trainer) -> dict[str, BatchStream]:
     cfg, pin = self.cfg, self.device.type == 'cuda'
     tt = TrainTransform.from_config(cfg)
     mk = lambda ds, k: BatchStream(ds, tt, cfg.batch_size, cfg.seed, k, cfg.num_workers, pin, self.dist)
-    streams = {'source': mk(self.source_ds, 0)}
+    streams = {'source': mk(self.source_ds, 0)} if self.method.uses_source else {}   # source-free: no source batches
     if self.method.uses_target: streams['target'] = mk(self.target_ds, 1)
     if self.stage == 2: streams['pseudo'] = mk(self.pseudo_ds, 2)
     for k, s in streams.items():
@@ -1043,10 +1239,49 @@ def fit(self: Trainer, num_steps: int | None = None) -> str:
 
 # %% ../nbs/06_train.ipynb #0057da88
 def _weights(trainer: Trainer, step: int) -> dict:
-    "The deployable part of a trainer: network, memory and discriminator weights, with what produced them."
-    return dict(format=1, step=step, method=trainer.method.name, stage=trainer.stage, config=trainer.cfg.to_dict(),
-                model=trainer.net.state_dict(), memory=None if trainer.memory is None else trainer.memory.state_dict(),
-                discriminators=_disc_states(trainer.discs))
+    "The deployable part of a trainer: network (with a restricted `adapt_params`, only its delta against the source model), memory and discriminator weights (not in a delta), with what produced them."
+    state = trainer.net.state_dict()
+    out = dict(format=1, step=step, method=trainer.method.name, stage=trainer.stage, config=trainer.cfg.to_dict(),
+               model=state, memory=None if trainer.memory is None else trainer.memory.state_dict(),
+               discriminators=_disc_states(trainer.discs))
+    if trainer.cfg.adapt_params == 'all': return out
+    src = trainer._delta_base()
+    delta = delta_state(state, src['state'])
+    out.update(model=delta, discriminators=None, delta=dict(
+        adapt_params=trainer.cfg.adapt_params, source_path=src['path'], source_sha256=src['sha256'],
+        source_rel=os.path.relpath(src['path'], trainer.run_dir.resolve()), tensors=len(delta), network_tensors=len(state)))
+    return out
+
+def _nbytes(obj) -> int:
+    "Bytes `torch.save` writes for `obj`."
+    import io
+    buf = io.BytesIO(); torch.save(obj, buf)
+    return buf.tell()
+
+@patch
+def _delta_base(self: Trainer) -> dict:
+    "The source model this run's delta is against: path, SHA-256 (as recorded when the run began) and network state (read once)."
+    from pis_nb.cli import file_sha256
+    if getattr(self, '_delta_cache', None) is None:
+        ds = getattr(self, 'delta_source', None)
+        if not ds: raise PisError(f"{self.run_dir}: adapt_params={self.cfg.adapt_params!r} but no source model recorded in run.json")
+        path = Path(ds['path'])
+        if not path.is_file() or file_sha256(path) != ds['sha256']:
+            raise PisError(f"{self.run_dir}: the source model {path} (sha256 {ds['sha256'][:12]}…) this run's delta is against "
+                           "is missing or has changed since the run began; put it back to save the delta")
+        self._delta_cache = dict(ds, state=load_checkpoint(path)['model'])
+    return self._delta_cache
+
+@patch
+def _save_weights(self: Trainer, path) -> dict:
+    "Write `_weights` at the current step to `path` (a delta's discriminators to `discriminators.pt` beside it); returns sizes for summary.json."
+    w = _weights(self, self.step)
+    save_checkpoint(w, path)
+    full = self.net.state_dict()
+    if w.get('delta') and self.discs is not None:
+        save_checkpoint(_disc_states(self.discs), Path(path).parent/'discriminators.pt')
+    return dict(adapt_params=self.cfg.adapt_params, file_bytes=Path(path).stat().st_size, network_bytes=_nbytes(w['model']),
+                full_network_bytes=_nbytes(full), tensors=len(w['model']), network_tensors=len(full))
 
 @patch
 def evaluate(self: Trainer) -> dict | None:
@@ -1066,7 +1301,7 @@ def evaluate(self: Trainer) -> dict | None:
                 raise PisError(f"eval_fn returned {sorted(res)}, without the select_metric {self.select_metric!r}")
             score = float(res[self.select_metric])
             if self.best is None or score > self.best['score']:
-                save_checkpoint(_weights(self, self.step), self.run_dir/'best.pt')
+                self._save_weights(self.run_dir/'best.pt')
                 self.best = {'score': score, 'step': self.step, 'metric': self.select_metric}
     if self.dist.world_size > 1: dist.barrier()
     return res
@@ -1093,25 +1328,26 @@ def _write_summary(self: Trainer, status: str, **extra) -> dict:
 
 @patch
 def _finish(self: Trainer) -> None:
-    "End of training: final evaluation, model selection, model.pt, summary.json."
+    "End of training: final evaluation, model selection, model.pt (the delta with a restricted `adapt_params`), summary.json with the weights' sizes."
     if self.memory is not None: self._refresh_memory()
     evals = read_jsonl(self.run_dir/'eval.jsonl')
     if self.eval_fn is not None and (not evals or evals[-1]['step'] != self.step): self.evaluate()
-    selected = self.step
+    selected, weights = self.step, None
     if self.dist.main:
         if self.cfg.model_selection == 'oracle' and self.best is not None:
             shutil.copyfile(self.run_dir/'best.pt', self.run_dir/'model.pt.tmp')
             os.replace(self.run_dir/'model.pt.tmp', self.run_dir/'model.pt')
             selected = self.best['step']
-        else: save_checkpoint(_weights(self, self.step), self.run_dir/'model.pt')
+            weights = dict(adapt_params=self.cfg.adapt_params, file_bytes=(self.run_dir/'model.pt').stat().st_size)
+        else: weights = self._save_weights(self.run_dir/'model.pt')
     if self.dist.world_size > 1: dist.barrier()
-    self._write_summary('finished', selected_step=selected, best=self.best)
+    self._write_summary('finished', selected_step=selected, best=self.best, weights=weights)
 
 # %% ../nbs/06_train.ipynb #73026c4d
-def load_model(run_or_file, device=None) -> tuple[nn.Module, nn.Module | None]:
-    "The segmentation network (eval mode) and memory (or None) of a run folder's `model.pt` or of a weights file."
+def load_model(run_or_file, device=None, source=None) -> tuple[nn.Module, nn.Module | None]:
+    "The segmentation network (eval mode) and memory (or None) of a run folder's `model.pt` or of a weights file; a per-user delta is rebuilt on its source model (`source`: where it is, if not where it was)."
     path = _init_file(run_or_file)
-    ck = load_checkpoint(path)
+    ck = read_weights(path, source=source)
     cfg = RunConfig().override(source=str(path), **ck['config'])
     model = PISNet.from_config(cfg)
     model.load_state_dict(ck['model'])
@@ -1130,7 +1366,7 @@ def train(cfg: RunConfig, run_dir, method: str = 'ours', stage: int = 1, resume:
     if resume and (Path(run_dir)/'checkpoint.pt').exists():
         saved, info = _load_run(run_dir)
         m = get_method(method)
-        mine = cfg if m.group_context else cfg.override(context_mode='none')
+        mine = m.configure(cfg)
         diff = sorted(k for k, v in mine.to_dict().items() if k not in RUNTIME_SETTINGS and saved.to_dict()[k] != v)
         diff += sorted(k for k in ('target_list', 'memory', 'method_kw', 'min_prob')
                        if k in kw and kw[k] != info[k] and not (k == 'method_kw' and not kw[k] and not info[k])

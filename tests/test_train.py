@@ -98,6 +98,7 @@ def test_every_method_and_stage2_end_to_end(synth, tmp_path):
     cfg = _cfg(synth, num_steps=2)
     for name in T.METHODS:
         kw = {'method_kw': {'beta': 0.1}} if name == 'fda' else {}
+        if not T.METHODS[name].uses_source: kw['init'] = tmp_path/'source'     # TENT adapts a trained model
         t = T.train(cfg, tmp_path/name, name, target_list=LIST, progress=False, **kw)
         assert t.status == 'finished' and np.isfinite(T.read_log(t.run_dir).loss).all(), name
     s2 = T.train(cfg.override(pseudo_ratio=0.6), tmp_path/'s2', 'advent', stage=2, init=tmp_path/'advent',
