@@ -770,5 +770,4 @@ d = { 'settings': { 'branch': 'main',
                               'pis_nb.train.train': ('train.html#train', 'pis_nb/train.py'),
                               'pis_nb.train.truncate_jsonl': ('train.html#truncate_jsonl', 'pis_nb/train.py'),
                               'pis_nb.train.weighted_ce': ('train.html#weighted_ce', 'pis_nb/train.py'),
-                              'pis_nb.train.weights_source': ('train.html#weights_source', 'pis_nb/train.py'),
                               'pis_nb.train.without_masks': ('train.html#without_masks', 'pis_nb/train.py')}}}

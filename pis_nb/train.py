@@ -30,8 +30,8 @@ __all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'HEAD_MODULES', '
            'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks', 'BatchStream', 'forward_model', 'eval_batches',
            'predict_user', 'refresh_memory', 'pseudo_mask', 'PseudoLabels', 'make_pseudo_labels', 'PseudoLabelSet',
            'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'restrict_params', 'delta_state',
-           'read_weights', 'weights_source', 'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights',
-           'start_context', 'TrainingDiverged', 'load_model', 'train', 'benchmark_training']
+           'read_weights', 'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'start_context',
+           'TrainingDiverged', 'load_model', 'train', 'benchmark_training']
 
 # %% ../nbs/06_train.ipynb #d305d121
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -620,12 +620,6 @@ def read_weights(path, map_location='cpu', source=None) -> dict:
     base = load_checkpoint(src, map_location)
     if base.get('delta'): raise PisError(f"{src}: the source of the delta {path} is itself a delta")
     return {**ck, 'model': {**base['model'], **ck['model']}, 'source_model': str(src)}
-
-def weights_source(path) -> tuple[Path, dict]:
-    "The full model file a weights file is ultimately trained from (itself, or a delta's source) and that file's network state."
-    ck = read_weights(path)
-    root = Path(ck.get('source_model', path))
-    return root, (ck['model'] if root == Path(path) else load_checkpoint(root)['model'])
 
 # %% ../nbs/06_train.ipynb #1695453a
 class _StopFlag:
