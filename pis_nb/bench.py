@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
-from .core import PisError, RunConfig, atomic_write, IGNORE_INDEX
+from .core import PisError, RunConfig, atomic_write, shared_lock, IGNORE_INDEX
 from .report import (Protocol, results_table, format_table, to_markdown, PAPER_TABLE1, PAPER_TABLE3, PAPER_TABLE4,
                            PAPER_TABLE5)
 
@@ -18,10 +18,10 @@ from .report import (Protocol, results_table, format_table, to_markdown, PAPER_T
 __all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'PAPER_BESIDE', 'METRIC_NAMES', 'NO_DA', 'TODAY',
            'NO_DA_NAMES', 'BENCH_COLUMNS', 'bench_grid', 'bench_size', 'bench_config', 'mixed_folder', 'Grouping',
            'group_folder', 'group_source', 'Cell', 'cell_dir', 'source_dir', 'plan_cells', 'cell_done', 'fda_beta',
-           'run_cell', 'BenchRun', 'prepare_targets', 'run_bench', 'bench_table', 'paired_delta', 'k_effect',
-           'verdicts', 'verdict_lines', 'weights_table', 'bench_markdown', 'write_bench', 'load_bench', 'count_runs',
-           'measure_step_s', 'estimate_bench', 'add_bench_parser', 'cmd_bench', 'context_sensitivity',
-           'error_breakdown', 'restrict_classes', 'class_prior_headroom', 'pseudo_label_quality']
+           'train_source', 'train_cell', 'run_cell', 'BenchRun', 'prepare_targets', 'run_bench', 'bench_table',
+           'paired_delta', 'k_effect', 'verdicts', 'verdict_lines', 'weights_table', 'bench_markdown', 'write_bench',
+           'load_bench', 'count_runs', 'measure_step_s', 'estimate_bench', 'add_bench_parser', 'cmd_bench',
+           'context_sensitivity', 'error_breakdown', 'restrict_classes', 'class_prior_headroom', 'pseudo_label_quality']
 
 # %% ../nbs/13_bench.ipynb #c4a01925
 RECIPE = dict(method='ours', stage=1, context_mode='group', memory=False, k='auto', target='personal', source='random',
@@ -262,25 +262,39 @@ def fda_beta(crop_size: int, beta: float = 0.01) -> float:
     "FDA's β for a crop size: the FDA paper's 0.01, or the smallest β whose window holds one frequency (about 1 / crop) where 0.01 holds none."
     return max(beta, (1 + 1e-9) / crop_size)    # a hair above 1/crop, so that floor(crop * β) is 1, not 0.999...
 
+def train_source(cfg: RunConfig, steps: dict, out_dir, seed: int, progress: bool = False) -> Path:
+    "Train (or continue, or find finished) the shared source-only run of `seed` in `out_dir`; returns its folder."
+    src = source_dir(out_dir, seed)
+    _train_run(cfg.override(seed=int(seed), num_steps=int(steps['source'])), src, progress, method='source')
+    return src
+
+def train_cell(cell: Cell, cfg: RunConfig, progress: bool = False) -> Path:
+    "Train (or continue, or find finished) the run `cell` owns, once its init run (source or stage 1) has finished; returns the run folder."
+    t = cell.train
+    if not t: return cell.run
+    if not _finished(Path(t['init'])): raise PisError(f"{cell.name}: its initial run {t['init']} has not finished")
+    kw = {'method_kw': {'beta': fda_beta(cfg.crop_size)}} if t['method'] == 'fda' else {}
+    _train_run(cfg.override(**t['cfg'], num_steps=t['num_steps']), cell.run, progress, method=t['method'],
+               stage=t['stage'], target_user=t['target_user'], target_list=t['target_list'], init=t['init'],
+               memory=t['memory'], **kw)
+    return cell.run
+
 def run_cell(cell: Cell, cfg: RunConfig, steps: dict, personal_root, cells_by_key: dict | None = None,
              progress: bool = False) -> dict:
     "Train what `cell` needs, evaluate it on its user, write `cell.json`; returns the cell's record."
     from pis_nb.evaluate import evaluate_run
     t0 = time.perf_counter()
-    src = source_dir(cell.dir.parents[4], cell.seed)          # cell.dir is out/runs/<table>/<variant>/<user>/seed<k>
-    _train_run(cfg.override(seed=cell.seed, num_steps=int(steps['source'])), src, progress, method='source')
+    train_source(cfg, steps, cell.dir.parents[4], cell.seed, progress)   # cell.dir is out/runs/<table>/<variant>/<user>/seed<k>
     if cell.train:
         if not cell.train['init_key'].startswith('source/') and not _finished(Path(cell.train['init'])):
             run_cell(cells_by_key[cell.train['init_key']], cfg, steps, personal_root, cells_by_key, progress)
-        t = cell.train
-        kw = {'method_kw': {'beta': fda_beta(cfg.crop_size)}} if t['method'] == 'fda' else {}
-        _train_run(cfg.override(**t['cfg'], num_steps=t['num_steps']), cell.run, progress, method=t['method'],
-                   stage=t['stage'], target_user=t['target_user'], target_list=t['target_list'], init=t['init'],
-                   memory=t['memory'], **kw)
-    rows = _user_rows(cell.run, cell.user)
-    if rows is None:
-        rows = evaluate_run(cell.run, users=[str(Path(personal_root)/cell.user)], list_file=cell.eval_list,
-                            progress=progress)
+        train_cell(cell, cfg, progress)
+    # cells sharing a run may be evaluated on the same user at once (parallel engines): one evaluates, the other reads
+    with shared_lock(cell.run/'eval'/f".{cell.user}.lock"):
+        rows = _user_rows(cell.run, cell.user)
+        if rows is None:
+            rows = evaluate_run(cell.run, users=[str(Path(personal_root)/cell.user)], list_file=cell.eval_list,
+                                progress=progress)
     if cell.dir != cell.run:
         (cell.dir/'eval').mkdir(parents=True, exist_ok=True)
         with atomic_write(cell.dir/'eval'/'results.csv') as f: rows.to_csv(f, index=False)
@@ -303,6 +317,7 @@ class BenchRun:
     complete: bool
     report: Path
     seconds: float
+    failed: list = field(default_factory=list)   # tasks of a parallel engine that failed: [TaskResult]
 
     def __repr__(self):
         return (f"BenchRun({self.out_dir}: {len(self.cells)} cells done, {len(self.computed)} computed now in "
@@ -342,8 +357,8 @@ def prepare_targets(personal_root, out_dir, users, seeds, tables, embedder: str,
 
 def run_bench(out_dir, size='tiny', steps: dict | None = None, seeds=None, users=None, tables=('1', '3', '4', '5'),
               data=None, cfg: RunConfig | None = None, max_cells: int | None = None, progress: bool = True,
-              log: Callable | None = None) -> BenchRun:
-    "Run (or continue) the benchmark in `out_dir`: every cell of `bench_grid` trained, evaluated and timed; writes bench.csv, results.csv, bench.md."
+              log: Callable | None = None, engine: str | None = None, **engine_kw) -> BenchRun:
+    "Run (or continue) the benchmark in `out_dir`: every cell of `bench_grid` trained, evaluated and timed; writes bench.csv, results.csv, bench.md. With `engine` ('local' or 'ray') the cells are a task graph run by `pis_nb.scale.run_tasks` (`engine_kw`: its engine options); without, one after another."
     from pis_nb.synth import make_pis_synth
     from pis_nb.data import list_users
     t0 = time.perf_counter()
@@ -373,6 +388,17 @@ def run_bench(out_dir, size='tiny', steps: dict | None = None, seeds=None, users
     cells = plan_cells(grid, out, groupings, targets, steps)
     by_key = {c.key: c for c in reversed(cells) if c.owns}
     records, computed, stopped = [], [], False
+    if engine is not None or any(engine_kw.values()):
+        if max_cells is not None: raise PisError("max_cells: only without an engine (an engine runs every cell; interrupt it instead)")
+        from pis_nb.scale import run_bench_tasks
+        try: computed, failed = run_bench_tasks(cells, cfg, steps, engine, progress=progress, log=log, **engine_kw)
+        finally:
+            records = [json.loads((c.dir/'cell.json').read_text()) for c in cells if cell_done(c)]
+            res = write_bench(out, records, cfg, steps, spec)
+        run = BenchRun(out, res['cells'], res['results'], computed, len(records) == len(cells), res['report'],
+                       time.perf_counter() - t0, failed)
+        log(f"bench: {run}" + (f"; {len(failed)} task(s) failed (run the same command again to retry them)" if failed else ''))
+        return run
     try:
         for i, c in enumerate(cells, 1):
             if cell_done(c):
@@ -687,18 +713,21 @@ def add_bench_parser(sub):
     s.add_argument('--max-cells', type=int, help='stop after computing this many cells (run again to continue)')
     s.add_argument('--set', action='append', metavar='KEY=VALUE', help='override a setting of the recipe (repeatable)')
     s.add_argument('--quiet', action='store_true', help='no progress bars')
+    from pis_nb.scale import add_engine_args
+    add_engine_args(s)
     return s
 
 def cmd_bench(args) -> int:
-    "Run `run_bench` from parsed arguments; print the verdicts and the report's path."
+    "Run `run_bench` from parsed arguments; print the verdicts and the report's path (exit code 1 when a task failed)."
+    from pis_nb.scale import engine_options
     cfg = RunConfig().override(*args.set, source='--set') if getattr(args, 'set', None) else None
     r = run_bench(args.out, size=args.size, seeds=None if args.seeds is None else tuple(args.seeds), users=args.users, tables=tuple(args.tables),
                   data=args.data, cfg=cfg, max_cells=args.max_cells, progress=not args.quiet,
-                  log=(lambda *a, **k: None) if args.quiet else print)
+                  log=(lambda *a, **k: None) if args.quiet else print, **engine_options(args))
     if len(r.cells): print('\n'.join(verdict_lines(verdicts(r.cells))))
     state = 'complete' if r.complete else 'stopped early (run the same command again to continue)'
     print(f"bench {state}: {len(r.cells)} cells done, {len(r.computed)} computed now; report {r.report}")
-    return 0
+    return 1 if r.failed else 0
 
 # %% ../nbs/13_bench.ipynb #12bf2b2d
 def context_sensitivity(model, user_root, list_file: str | None = None, eval_size: int = 320, batch_size: int = 8,

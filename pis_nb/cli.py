@@ -538,6 +538,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--quiet', action='store_true', help='no progress bars')
     from pis_nb.bench import add_bench_parser       # `pis-nb bench`: see 13_bench.ipynb
     add_bench_parser(sub)
+    from pis_nb.scale import add_personalize_parser  # `pis-nb personalize`: see 14_scale.ipynb
+    add_personalize_parser(sub)
     return p
 
 # %% ../nbs/09_cli.ipynb #df73a8ae

@@ -545,14 +545,14 @@ def _rel(path: Path, root: Path) -> str:
     except ValueError: raise ClusterError(f"{path}: file is not inside the folder {root}") from None
 
 def write_cluster_list(user_root, image_paths, labels, list_name: str | None = None, overwrite: bool = False,
-                       mask_paths=None) -> Path:
-    "Write the groups `labels` of `image_paths` as `<user_root>/<list_name>` (default `train_cluster{K}.txt`), atomically; masks are `mask_paths` where given, else `/SegmentationClass/<name>.png`; returns the path."
+                       mask_paths=None, dest=None) -> Path:
+    "Write the groups `labels` of `image_paths` as `<user_root>/<list_name>` (default `train_cluster{K}.txt`; in the folder `dest` when given, its lines still relative to `user_root`), atomically; masks are `mask_paths` where given, else `/SegmentationClass/<name>.png`; returns the path."
     root, labels = Path(user_root), np.asarray(labels)
     if len(image_paths) != len(labels): raise ValueError(f"{len(image_paths)} photos but {len(labels)} labels")
     if mask_paths is not None and len(mask_paths) != len(labels): raise ValueError(f"{len(mask_paths)} masks but {len(labels)} labels")
     if len(labels) and labels.min() < 0: raise ValueError("group ids must be >= 0")
     k = len(np.unique(labels))
-    path = root/(list_name or f"train_cluster{k}.txt")
+    path = Path(dest if dest is not None else root)/(list_name or f"train_cluster{k}.txt")
     rels = [_rel(p, root) for p in image_paths]
     masks = [f"/SegmentationClass/{Path(r).stem}.png" if m is None else _rel(m, root)
              for r, m in zip(rels, mask_paths if mask_paths is not None else [None] * len(rels))]
@@ -642,12 +642,12 @@ def _cluster(ds, who: str, k, embedder, seed: int, k_range, cache_dir, progress:
 def cluster_user(user_root, k: int | str = 80, embedder='imagenet-resnet50', seed: int = 0, k_range=None,
                  list_name: str | None = None, cache_dir=None, progress: bool = True, photos_list: str | None = None,
                  n_init: int = 4, normalize: bool = True, pca_dims: int | None = None, batch_size: int = 32,
-                 device=None, write: bool = True, overwrite: bool = False) -> ClusterResult:
-    "Group one user's photos: embed (cached), K-means with K fixed (capped at n // 2) or `'auto'` (silhouette over `k_range`), write `train_cluster{K}.txt`."
+                 device=None, write: bool = True, overwrite: bool = False, list_dir=None) -> ClusterResult:
+    "Group one user's photos: embed (cached), K-means with K fixed (capped at n // 2) or `'auto'` (silhouette over `k_range`), write `train_cluster{K}.txt` (in the user's folder, or in `list_dir`)."
     ds = UserDataset(user_root, photos_list)
     res = _cluster(ds, ds.root.name, k, embedder, seed, k_range, cache_dir, progress, n_init, normalize, pca_dims,
                    batch_size, device)
-    if write: res.path = write_cluster_list(ds.root, ds.image_paths, res.labels, list_name, overwrite)
+    if write: res.path = write_cluster_list(ds.root, ds.image_paths, res.labels, list_name, overwrite, dest=list_dir)
     return res
 
 def cluster_users(personal_root, users: Sequence[str] | None = None, **kw) -> dict[str, ClusterResult]:

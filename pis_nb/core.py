@@ -12,7 +12,7 @@ import torch
 
 # %% auto #0
 __all__ = ['VOC_CLASSES', 'NUM_CLASSES', 'IGNORE_INDEX', 'RELEASED_RECIPE', 'PisError', 'ConfigError', 'voc_palette', 'colorize',
-           'default_device', 'seed_everything', 'atomic_write', 'RunConfig']
+           'default_device', 'seed_everything', 'atomic_write', 'shared_lock', 'RunConfig']
 
 # %% ../nbs/00_core.ipynb #6e2e38e5
 class PisError(ValueError):
@@ -88,6 +88,18 @@ def atomic_write(path, mode: str = 'w', encoding: str | None = 'utf-8'):
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
+
+# %% ../nbs/00_core.ipynb #c20e43ec
+@contextlib.contextmanager
+def shared_lock(path):
+    "Context manager holding an exclusive lock on the file `path` (created; waits while another process holds it)."
+    import fcntl
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'a+') as f:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX)
+        try: yield path
+        finally: fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
 # %% ../nbs/00_core.ipynb #397a97a4
 def _doc(default, doc: str, **kw):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn as nn
-from .core import PisError, ConfigError, VOC_CLASSES, RunConfig, atomic_write
+from .core import PisError, ConfigError, VOC_CLASSES, RunConfig, atomic_write, shared_lock
 from .data import UserDataset, DatasetError, list_users, read_list
 from .model import pixel_entropy, pixel_attention
 from .metrics import fiou, miou, class_table, photo_table
@@ -173,11 +173,12 @@ def evaluate_run(run_dir, users=None, context: str = 'auto', device=None, save: 
         if save: save_evaluation(ev, run_dir/'eval', cfg.seed)
         frames.append(ev.rows(cfg.seed).assign(stage=info['stage'], run=str(run_dir)))
     res = pd.concat(frames, ignore_index=True)
-    if save:
-        old = read_results(run_dir) if (run_dir/'eval'/'results.csv').is_file() else None
-        if old is not None: res_all = pd.concat([old[~old.user.isin(res.user)], res], ignore_index=True)
-        else: res_all = res
-        with atomic_write(run_dir/'eval'/'results.csv') as f: res_all.to_csv(f, index=False)
+    if save:   # other users' rows may be written by parallel evaluations of this run (bench, personalize): merge under a lock
+        with shared_lock(run_dir/'eval'/'.results.lock'):
+            old = read_results(run_dir) if (run_dir/'eval'/'results.csv').is_file() else None
+            if old is not None: res_all = pd.concat([old[~old.user.isin(res.user)], res], ignore_index=True)
+            else: res_all = res
+            with atomic_write(run_dir/'eval'/'results.csv') as f: res_all.to_csv(f, index=False)
     return res
 
 def read_results(run_dir) -> pd.DataFrame:
