@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
-from .core import PisError, RunConfig, atomic_write, shared_lock, IGNORE_INDEX
+from .core import PisError, RunConfig, atomic_write, shared_lock, home_path, IGNORE_INDEX
 from .report import (Protocol, results_table, format_table, to_markdown, PAPER_TABLE1, PAPER_TABLE3, PAPER_TABLE4,
                            PAPER_TABLE5)
 

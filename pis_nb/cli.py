@@ -6,7 +6,7 @@
 from __future__ import annotations
 import argparse, json, os, shutil, sys
 from pathlib import Path
-from .core import PisError, RunConfig
+from .core import PisError, RunConfig, home_path
 
 # %% auto #0
 __all__ = ['DEMO_SIZE', 'DEMO_CONFIG', 'DEMO_STEPS', 'DEMO_METHODS', 'DEMO_BACKBONES', 'DEMO_SOURCE_STEPS', 'SOURCE_MODEL',
@@ -389,6 +389,7 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
              progress: bool = True, log=print, from_scratch: bool = False, backbone: str = 'small') -> Path:
     "Synth → checks and dataset report → groups → source-only (shipped, or trained here with `from_scratch` or a `backbone` with none shipped), ADVENT, ours S1, S2 per user → evaluation → `out/report.md`."
     import time
+    import torch
     from pis_nb.synth import make_pis_synth
     from pis_nb.data import list_users
     from pis_nb.evaluate import write_report
@@ -442,17 +443,22 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
              f"starts from that source-only model (a warm start, unlike the paper) and trains {steps['adapt']} steps "
              f"(stage 2: {steps['stage2']} more from ours stage 1), K per user by silhouette. Short CPU runs: the numbers "
              "show the pipeline working, not the paper's effect sizes; `pis-nb bench` measures those. "
-             f"Dataset and grouping report: [data/report.md](data/report.md). Finished in "
+             f"Trained with {torch.get_num_threads()} CPU threads: a rerun with as many reproduces these numbers bit for bit, "
+             "another thread count or CPU moves them by a few hundredths to tenths of a point. "
+             f"Dataset and grouping report: [data/report.md](data/report.md). To look at the predictions in JupyterLab: "
+             f"`PredictionInspector.from_runs('{out/'runs'}', '<user>')` (10_inspector). Finished in "
              f"{time.perf_counter() - t0:.0f} s.")
     rep = write_report(runs, out, title='pis-nb demo: personalized segmentation on PIS-Synth', methods=DEMO_METHODS,
                        notes=notes)
     log(f"done in {time.perf_counter() - t0:.0f} s; report: {rep}")
+    log(f"look at the predictions in JupyterLab: PredictionInspector.from_runs('{out/'runs'}', '<user>')")
     return rep
 
 def cmd_demo(args) -> int:
     "The main job on the embedded default: PIS-Synth, checks, groups, four methods trained and evaluated, a report."
-    out = args.out or ('runs/demo' if args.backbone == 'small' else f'runs/demo-{args.backbone}')
-    run_demo(args.data, out, _config_from(args), progress=not args.quiet, from_scratch=args.from_scratch, backbone=args.backbone)
+    # the defaults live under the project home (00_core), the same folders a notebook opens; given paths are as typed
+    out = args.out or home_path('runs/demo' if args.backbone == 'small' else f'runs/demo-{args.backbone}')
+    run_demo(args.data or home_path('data/pis-synth'), out, _config_from(args), progress=not args.quiet, from_scratch=args.from_scratch, backbone=args.backbone)
     return 0
 
 # %% ../nbs/09_cli.ipynb #39d05321
@@ -527,9 +533,9 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--title', default='Results', help='title of the report')
     s = with_config(add('demo', cmd_demo, 'the main job on the embedded default: PIS-Synth, groups, four methods '
                                           'trained and evaluated, report'))
-    s.add_argument('--data', default='data/pis-synth', help='where PIS-Synth is generated (reused when present)')
+    s.add_argument('--data', help='where PIS-Synth is generated (reused when present; default data/pis-synth under the project home)')
     s.add_argument('--out', help='folder for report.md, the runs, the plots and config.json (default runs/demo, '
-                                 'runs/demo-lite0 with --backbone lite0)')
+                                 'runs/demo-lite0 with --backbone lite0, under the project home)')
     s.add_argument('--backbone', default='small', choices=list(DEMO_BACKBONES),
                    help='small: from random weights, with the shipped source model (default); lite0: EfficientNet-Lite0 '
                         'from its ImageNet weights, source model trained in the demo (1,000 steps; about 14 min in all on 2 cores)')

@@ -4,7 +4,7 @@
 
 # %% ../nbs/04_cluster.ipynb #bc2fde24
 from __future__ import annotations
-import hashlib, json, math, os, time, warnings, zipfile
+import hashlib, html, json, math, os, time, warnings, zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -17,7 +17,7 @@ import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from tqdm.auto import tqdm
-from .core import PisError, VOC_CLASSES, NUM_CLASSES, atomic_write, colorize, default_device, voc_palette
+from .core import PisError, VOC_CLASSES, NUM_CLASSES, atomic_write, colorize, default_device, on_click, png_bytes, voc_palette
 from .data import (UserDataset, VOCSource, read_image, read_mask, list_users, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet)
 
 # %% auto #0
@@ -795,7 +795,7 @@ def _cycle_colours(n: int) -> np.ndarray:
 
 def plot_map(xy, values, ax=None, title: str = '', labels: dict | None = None, colours: dict | None = None,
              highlight=None, legend_max: int = 20, s: float = 14):
-    "Scatter of 2-D points `xy` coloured by categorical `values` (-1: grey, 'none'); `highlight` indices are ringed; returns the Figure."
+    "Scatter of 2-D points `xy` coloured by categorical `values` (-1: grey, 'none'), with a legend (or, past `legend_max` categories, each one's name at its points' median); `highlight` indices are ringed; returns the Figure."
     import matplotlib.pyplot as plt
     xy, values = np.asarray(xy), np.asarray(values)
     fig, ax = (plt.subplots(figsize=(4.2, 4)) if ax is None else (ax.figure, ax))
@@ -810,7 +810,13 @@ def plot_map(xy, values, ax=None, title: str = '', labels: dict | None = None, c
     if highlight is not None and len(highlight):
         ax.scatter(*xy[np.asarray(highlight)].T, s=s * 3, facecolors='none', edgecolors='k', lw=1)
     if len(cats) + grey.any() <= legend_max:
-        ax.legend(fontsize=7, frameon=False, loc='center left', bbox_to_anchor=(1, .5), markerscale=1.5)
+        ax.legend(fontsize=7, frameon=False, loc='center left', bbox_to_anchor=(1, .5), markerscale=1.5,
+                  ncol=1 if len(cats) + grey.any() <= 12 else 2, columnspacing=0.8, handletextpad=0.2)
+    else:   # too many colours to tell apart in a legend: each category's name at the middle of its points
+        for v in cats:
+            cx, cy = np.median(xy[values == v], axis=0)
+            ax.annotate((labels or {}).get(v, str(v)), (cx, cy), fontsize=7, ha='center', va='center', weight='bold',
+                        bbox=dict(boxstyle='round,pad=0.15', fc='white', ec=pal[v], alpha=.75, lw=1))
     ax.set_xticks([]); ax.set_yticks([]); ax.set_title(title, fontsize=9)
     return fig
 
@@ -859,19 +865,6 @@ def users_map(results, seed: int = 0, ax=None, per_user: int | None = None, **um
     xy = umap_2d(X, seed=seed, **umap_kw)
     return plot_map(xy, who, ax, f"{len(res)} users ({res[0].embedder})", {i: r.user for i, r in enumerate(res)}, s=8)
 
-# %% ../nbs/04_cluster.ipynb #6a4ae10d
-def _png(arr: np.ndarray, size: int) -> bytes:
-    "PNG bytes of an RGB uint8 array, shrunk to fit `size` pixels."
-    import io
-    from PIL import Image
-    im = Image.fromarray(arr); im.thumbnail((size, size))
-    buf = io.BytesIO(); im.save(buf, format='PNG'); return buf.getvalue()
-
-def _interactive_backend() -> bool:
-    import matplotlib
-    b = matplotlib.get_backend().lower()
-    return 'ipympl' in b or 'widget' in b
-
 # %% ../nbs/04_cluster.ipynb #79703717
 class GroupBrowser:
     "Widget to walk through users' groups: thumbnails (with masks), group statistics, and the user's map; queryable from code."
@@ -887,10 +880,15 @@ class GroupBrowser:
         self.group_dd = W.Dropdown(description='group')
         self.colour_dd = W.Dropdown(options=list(COLOUR_BY), value=colour, description='colour by')
         self.photo_dd = W.Dropdown(description='photo')
-        self.stats_html, self.map_out = W.HTML(), W.Output()
+        self.stats_html = W.HTML()
+        # the map is a picture whose clicks come back in its pixels (00_core's on_click), mapped back to the map's
+        # coordinates with the transform of the figure it was drawn from: clicking works in any matplotlib backend
+        self.map_img, self._map_px = W.Image(format='png'), None
+        self._click = on_click(self.map_img, self.click_map)
+        for w, c in ((self.map_img, 'pis-map'), (self.photo_dd, 'pis-photo'), (self.group_dd, 'pis-group')): w.add_class(c)
         self.grid = W.GridBox(layout=W.Layout(grid_template_columns=f'repeat(auto-fill, {thumb + 8}px)'))
         self.widget = W.VBox([W.HBox([self.user_dd, self.group_dd]), W.HBox([self.colour_dd, self.photo_dd]),
-                              W.HBox([self.map_out, self.stats_html]), self.grid])
+                              W.HBox([self.map_img, self.stats_html]), self.grid])
         self.selected = None
         self._fill_user(first, group)
         self.user_dd.observe(lambda ch: self._on_user(ch['new']), names='value')
@@ -942,6 +940,14 @@ class GroupBrowser:
         self.select_photo(self.result.names[i])
         return self.result.names[i]
 
+    def click_map(self, event: dict) -> str | None:
+        "Select the photo nearest to a click on the map (`event`: an ipyevents click, `dataX`/`dataY` in the picture's pixels); returns its name, None outside the plot."
+        if self._map_px is None or event.get('dataX') is None: return None
+        to_map, box, height = self._map_px
+        d = (float(event['dataX']), height - float(event['dataY']))      # picture rows run down, display y runs up
+        if not box.contains(*d): return None
+        return self.select_point(*to_map.transform(d))
+
     # --- updates
     def _fill_user(self, user: str, group: int = 0):
         r = self.results[user]
@@ -977,10 +983,10 @@ class GroupBrowser:
     def _tile(self, i: int):
         import ipywidgets as W
         r = self.result
-        kids = [W.Image(value=_png(read_image(r.image_paths[i]), self.thumb), format='png')]
-        if r.mask_paths[i] is not None: kids.append(W.Image(value=_png(colorize(read_mask(r.mask_paths[i])), self.thumb), format='png'))
+        kids = [W.Image(value=png_bytes(read_image(r.image_paths[i]), self.thumb), format='png')]
+        if r.mask_paths[i] is not None: kids.append(W.Image(value=png_bytes(colorize(read_mask(r.mask_paths[i])), self.thumb), format='png'))
         name = r.names[i] + (' ★' if r.names[i] == self.selected else '')
-        kids.append(W.HTML(f"<small>{name}</small>"))
+        kids.append(W.HTML(f"<small>{html.escape(name)}</small>"))   # file names are text, not markup
         t = W.VBox(kids, layout=W.Layout(width=f'{self.thumb + 6}px'))
         t._pis_name = r.names[i]
         return t
@@ -993,26 +999,25 @@ class GroupBrowser:
         s = self.stats
         more = f"<br>scenes (id: photos): {s['scenes']}" if 'scenes' in s else ''
         cut = len(self.result.members(self.group)) - len(self.shown)
-        self.stats_html.value = (f"<b>{s['user']} — group {s['group']}</b><br>{s['size']} photos, {s['labelled']} labelled"
+        self.stats_html.value = (f"<b>{html.escape(s['user'])} — group {s['group']}</b><br>{s['size']} photos, {s['labelled']} labelled"
                                  f"{f' ({cut} not shown)' if cut > 0 else ''}<br>classes (photos): {s['classes'] or '—'}{more}")
 
     def _draw_map(self):
-        import matplotlib.pyplot as plt
-        from IPython.display import display, clear_output
+        from matplotlib.figure import Figure
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
         r = self.result
         colour = self.colour if self.colour != 'scene' or scene_labels(r) is not None else 'group'
-        fig, ax = plt.subplots(figsize=(4.6, 3.8))
+        # a Figure outside pyplot: drawn to pixels here, never shown by the notebook's backend, nothing to close
+        fig = Figure(figsize=(5.2, 3.8), dpi=100); FigureCanvasAgg(fig)
+        ax = fig.subplots()
         user_map(r, colour, ax, highlight=r.members(self.group), **self.umap_kw)
         if self.selected is not None:
             ax.scatter(*r.map_xy(**self.umap_kw)[r.names.index(self.selected)], marker='*', s=220, c='gold', edgecolors='k', zorder=5)
-        interactive = _interactive_backend()
-        if interactive:
-            fig.canvas.mpl_connect('button_press_event',
-                                   lambda ev: self.select_point(ev.xdata, ev.ydata) if ev.inaxes is ax else None)
-        with self.map_out:
-            clear_output(wait=True)
-            display(fig.canvas if interactive else fig)
-        if not interactive: plt.close(fig)
+        ax.set_xlabel('click a point: its photo and group', fontsize=7)
+        fig.tight_layout(); fig.canvas.draw()
+        rgba = np.asarray(fig.canvas.buffer_rgba())
+        self._map_px = (ax.transData.inverted(), ax.bbox.frozen(), rgba.shape[0])
+        self.map_img.value = png_bytes(rgba[..., :3])
 
     def _ipython_display_(self):
         from IPython.display import display

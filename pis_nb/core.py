@@ -12,7 +12,8 @@ import torch
 
 # %% auto #0
 __all__ = ['VOC_CLASSES', 'NUM_CLASSES', 'IGNORE_INDEX', 'RELEASED_RECIPE', 'PisError', 'ConfigError', 'voc_palette', 'colorize',
-           'default_device', 'seed_everything', 'atomic_write', 'shared_lock', 'RunConfig']
+           'default_device', 'seed_everything', 'atomic_write', 'shared_lock', 'project_home', 'home_path', 'RunConfig',
+           'heavy_enabled', 'cuda_or_skip', 'cleanup_after_test', 'png_bytes', 'on_click', 'DocRenderer']
 
 # %% ../nbs/00_core.ipynb #6e2e38e5
 class PisError(ValueError):
@@ -101,6 +102,24 @@ def shared_lock(path):
         try: yield path
         finally: fcntl.flock(f.fileno(), fcntl.LOCK_UN)
 
+# %% ../nbs/00_core.ipynb #9780e33c
+def _is_kit_checkout(d: Path) -> bool:
+    "Whether `d` holds the settings.ini of this kit's repository."
+    ini = d/'settings.ini'
+    try: return ini.is_file() and any(l.replace(' ', '') == 'lib_name=pis_nb' for l in ini.read_text(encoding='utf-8').splitlines())
+    except OSError: return False
+
+def project_home() -> Path:
+    "The folder relative data and run paths live under: `$PIS_NB_HOME`, else the kit checkout holding the working folder, else the working folder."
+    if env := os.environ.get('PIS_NB_HOME'): return Path(env).expanduser().absolute()
+    cwd = Path.cwd()
+    return next((d for d in (cwd, *cwd.parents) if _is_kit_checkout(d)), cwd)
+
+def home_path(path) -> Path:
+    "`path` itself when absolute (or `~/...`), else `path` under `project_home()`."
+    p = Path(path).expanduser()
+    return p if p.is_absolute() else project_home()/p
+
 # %% ../nbs/00_core.ipynb #397a97a4
 def _doc(default, doc: str, **kw):
     "A dataclass field with a default and its documentation (shown by `RunConfig.describe`)."
@@ -111,7 +130,7 @@ def _doc(default, doc: str, **kw):
 # %% ../nbs/00_core.ipynb #ae5932e7
 @dataclass
 class RunConfig:
-    "All settings of a run, with the paper's defaults (§4, §5.2); saved as `config.json` beside the run's outputs."
+    "All settings of a run, with the paper's defaults (§4, §5.2); saved as `config.json` beside the run's outputs; relative data roots are resolved under `project_home()`."
     # --- data
     source_root: str = _doc('data/pis-synth/VOCdevkit/VOC2012', "VOC2012 folder (JPEGImages/, SegmentationClassAug/ ...)")
     source_list: str = _doc('train_aug.txt', "source list file, relative to `source_root` unless absolute (grouped source "
@@ -202,7 +221,10 @@ class RunConfig:
                 'model_selection': ('last', 'oracle'),
                 'norm_stats': ('running', 'batch'), 'adapt_params': ('all', 'norm', 'heads')}
 
-    def __post_init__(self): self.validate()
+    def __post_init__(self):
+        for k in ('source_root', 'personal_root'):     # one rule for relative paths: under the project home
+            if getattr(self, k): setattr(self, k, str(home_path(getattr(self, k))))
+        self.validate()
 
     def validate(self, source='RunConfig') -> 'RunConfig':
         "Check choices and ranges; raise `ConfigError` naming `source` and the field."
@@ -323,3 +345,46 @@ def _rc_describe(cls) -> str:
 
 RunConfig.override, RunConfig.to_dict, RunConfig.save = _rc_override, _rc_to_dict, _rc_save
 RunConfig.load, RunConfig.released, RunConfig.describe = classmethod(_rc_load), classmethod(_rc_released), classmethod(_rc_describe)
+
+# %% ../nbs/00_core.ipynb #3deeb38e
+def heavy_enabled(flag: bool = False) -> bool:
+    "Whether a notebook's heavy demonstrations run: `flag` (the notebook's `RUN_HEAVY`) or `$PIS_NB_HEAVY` set to 1/true/yes."
+    return bool(flag) or os.environ.get('PIS_NB_HEAVY', '').strip().lower() in ('1', 'true', 'yes')
+
+def cuda_or_skip(what: str = 'this cell') -> bool:
+    "True when a CUDA GPU is present; else prints 'skipped: no CUDA GPU' (so a CPU Run All goes on) and returns False."
+    if torch.cuda.is_available(): return True
+    print(f"skipped: no CUDA GPU ({what} needs one)")
+    return False
+
+def cleanup_after_test(*tmps) -> bool:
+    "Remove the `TemporaryDirectory` objects `tmps` under nbdev_test (`$IN_TEST`); in Jupyter leave them to the kernel's exit. True if removed."
+    if not os.environ.get('IN_TEST'): return False
+    for t in tmps: t.cleanup()
+    return True
+
+# %% ../nbs/00_core.ipynb #3dd568a8
+def png_bytes(arr: np.ndarray, size: int | None = None) -> bytes:
+    "PNG bytes of an RGB (or grey) uint8 array, shrunk to fit `size` × `size` pixels when given (for `ipywidgets.Image`)."
+    import io
+    from PIL import Image
+    im = Image.fromarray(np.ascontiguousarray(arr))
+    if size: im.thumbnail((size, size))
+    buf = io.BytesIO(); im.save(buf, format='PNG'); return buf.getvalue()
+
+def on_click(widget, handler: typing.Callable):
+    "Call `handler(event)` when `widget` (an `ipywidgets.Image`) is clicked; the event dict has `dataX`/`dataY`, the picture's pixel. Returns the `ipyevents.Event`."
+    from ipyevents import Event
+    ev = Event(source=widget, watched_events=['click'], prevent_default_action=True)
+    ev.on_dom_event(handler)
+    return ev
+
+# %% ../nbs/00_core.ipynb #3d20a579
+try: from nbdev.showdoc import BasicMarkdownRenderer as _NbdevRenderer
+except ImportError: _NbdevRenderer = object    # the library installed without the notebooks' nbdev: no show_doc to serve
+
+class DocRenderer(_NbdevRenderer):
+    "`show_doc`'s renderer for the kit's notebooks: heading, signature and docstring, without nbdev's source link."
+    def _repr_markdown_(self):
+        from fastcore.docments import MarkdownRenderer
+        return f"---\n\n{'#' * self.title_level} {self.nm}\n\n" + MarkdownRenderer._repr_markdown_(self)

@@ -15,15 +15,16 @@ from .data import UserDataset, DatasetError, list_users, read_list
 from .model import pixel_entropy, pixel_attention
 from .metrics import fiou, miou, class_table, photo_table
 from .train import (predict_user, refresh_memory, load_model, eval_batches, _EvalSet, _batch_context, _context_mode,
-                          _load_run)
-from .inspector import UserPredictions, save_predictions
+                          _load_run, plot_training)
+from .inspector import UserPredictions, PredictionInspector, save_predictions, load_predictions
+from fastcore.basics import patch
 from .report import (Protocol, RESULT_COLUMNS, results_table, format_table, to_markdown, class_iou_table,
                            plot_user_bars, plot_class_heatmap, rare_class_effect, plot_rare_class_effect, PAPER_TABLE1,
                            save_figure, FIOU_VARIANTS, MIOU_VARIANTS)
 
 # %% auto #0
 __all__ = ['METRICS', 'eval_photos', 'Evaluation', 'evaluate_user', 'labelled_eval_fn', 'method_label', 'save_evaluation',
-           'evaluate_run', 'read_results', 'ContextAttention', 'collect_results', 'write_report']
+           'evaluate_run', 'read_results', 'ContextAttention', 'inspect_runs', 'collect_results', 'write_report']
 
 # %% ../nbs/11_evaluate.ipynb #ff39e2dd
 def eval_photos(user_root, list_file: str | None = None, num_groups: int = 80) -> tuple[UserDataset, list[int]]:
@@ -189,7 +190,7 @@ def read_results(run_dir) -> pd.DataFrame:
 
 # %% ../nbs/11_evaluate.ipynb #1ef96f3e
 class ContextAttention:
-    "Callable `(method, index, y, x) -> DataFrame(photo, class, weight)` for `PredictionInspector(attention_fn=...)`."
+    "Callable `(method, index, y, x) -> DataFrame(photo, class, weight, present)` for `PredictionInspector(attention_fn=...)`."
     def __init__(self, models: dict, up: UserPredictions, user_root, list_file: str | None = None, num_groups: int = 80,
                  eval_size: int | tuple[int, int] = 320, batch_size: int = 8, memories: dict | None = None):
         self.models, self.memories, self.up = models, dict(memories or {}), up
@@ -201,7 +202,7 @@ class ContextAttention:
 
     @torch.no_grad()
     def __call__(self, method: str, index: int, y: int, x: int) -> pd.DataFrame:
-        cols = ['photo', 'class', 'weight']
+        cols = ['photo', 'class', 'weight', 'present']
         if method not in self.models: return pd.DataFrame(columns=cols)
         net = self.models[method]
         if _context_mode(net) != 'group': return pd.DataFrame(columns=cols)
@@ -224,7 +225,66 @@ class ContextAttention:
         cls = [VOC_CLASSES[c] if 0 <= c < len(VOC_CLASSES) else 'mixed' for c in info.cls.tolist()]
         df = pd.DataFrame(dict(photo=info.photo, **{'class': cls}, weight=wts.float().cpu().numpy()))
         df = df.groupby(['photo', 'class'], as_index=False, sort=False)['weight'].sum()
+        # a region of a class the photo does not show (its soft mask is near empty) is listed but marked, so the
+        # inspector can name only regions a reader can find in the photo
+        df['present'] = [self._shows(method, p, c) for p, c in zip(df.photo, df['class'])]
         return df.sort_values('weight', ascending=False, kind='stable').reset_index(drop=True)
+
+    def _shows(self, method: str, photo: str, cls: str) -> bool:
+        "Whether `method`'s prediction of `photo` holds class `cls` (photos outside the inspected set: True)."
+        if cls not in VOC_CLASSES or photo not in self.up.names or method not in self.up.preds: return True
+        return bool((self.up.preds[method][self.up.names.index(photo)] == VOC_CLASSES.index(cls)).any())
+
+# %% ../nbs/11_evaluate.ipynb #01444917
+def _evaluated_runs(root, user: str) -> list[Path]:
+    "Run folders under `root` (or `root` itself) evaluated on `user`, in path order."
+    root = Path(root)
+    if not root.is_dir(): raise PisError(f"{root}: no such folder of runs")
+    hits = sorted({p.parents[2] for p in root.glob(f'**/eval/{user}/predictions.json')})
+    if not hits: raise PisError(f"{root}: no run evaluated on user {user!r} here (no */eval/{user}/predictions.json; run pis-nb eval)")
+    return hits
+
+def _method_order(label: str) -> tuple:
+    "Group-context methods first (stage 2 before 1), then the adaptation baselines, then source only."
+    return (0 if label.startswith('ours') else 2 if label == 'source_only' else 1, -int(label[6]) if label[:6] == 'ours_s' else 0, label)
+
+def inspect_runs(root, user: str, methods=None, attention: bool = True, device='cpu') -> PredictionInspector:
+    "A `PredictionInspector` over every run under `root` evaluated on `user`, with the group context's attention for the runs that have one."
+    merged, fns, where, first = None, {}, {}, None
+    for run in _evaluated_runs(root, user):
+        up = load_predictions(run/'eval'/user)
+        if merged is None:
+            merged, first = UserPredictions(up.user, up.names, up.image_paths, up.groups, up.mask_paths), run
+        elif up.names != merged.names:
+            raise PisError(f"{run/'eval'/user}: other photos than {first/'eval'/user} (evaluated with another list?)")
+        for m in up.methods:
+            if m in where: raise PisError(f"{run}: method {m} is also in {where[m]}; pass a folder holding one run per method")
+            merged.preds[m] = up.preds[m]
+            if m in up.entropy: merged.entropy[m] = up.entropy[m]
+            where[m] = run
+    merged.preds = {m: merged.preds[m] for m in sorted(merged.preds, key=_method_order)}
+    if attention:
+        for m in merged.preds:
+            cfg, info = _load_run(where[m])
+            if cfg.context_mode != 'group' or info['method'] != 'ours': continue
+            net, memory = load_model(where[m], device)
+            mine = bool(info.get('target_user')) and Path(info['target_user']).name == user
+            user_root = Path(info['target_user']) if mine else Path(merged.image_paths[0]).parents[1]
+            fns[m] = ContextAttention({m: net}, merged, user_root, info.get('target_list') if mine else None, cfg.num_groups,
+                                      cfg.eval_size, cfg.batch_size, memories={m: memory} if (mine and memory is not None) else None)
+    if methods: order = list(methods)
+    else:   # the first method (the paper's, when present) against the first method of another kind
+        ms = list(merged.preds)
+        order = [ms[0]] + [m for m in ms[1:] if m[:4] != ms[0][:4]][:1] + [m for m in ms[1:] if m[:4] == ms[0][:4]][:1]
+    if not fns: return PredictionInspector(merged, order)
+    def attention_fn(method, index, y, x):
+        return fns[method](method, index, y, x) if method in fns else pd.DataFrame(columns=['photo', 'class', 'weight', 'present'])
+    return PredictionInspector(merged, order, attention_fn=attention_fn)
+
+@patch(cls_method=True)
+def from_runs(cls: PredictionInspector, root, user: str, methods=None, attention: bool = True, device='cpu') -> PredictionInspector:
+    "The inspector over every run under `root` evaluated on `user` (`inspect_runs`)."
+    return inspect_runs(root, user, methods, attention, device)
 
 # %% ../nbs/11_evaluate.ipynb #89fa71af
 def _class_tables(run_dirs, label: str) -> dict:
@@ -241,6 +301,16 @@ def collect_results(run_dirs) -> pd.DataFrame:
     frames = [read_results(r) for r in run_dirs]
     if not frames: raise PisError("no runs given")
     return pd.concat(frames, ignore_index=True)
+
+def _runs_by_user(run_dirs) -> dict:
+    "{target user (or 'source' for runs without one): {method label: run folder}} of the runs that kept a log."
+    out = {}
+    for r in map(Path, run_dirs):
+        if not (r/'log.jsonl').is_file(): continue
+        cfg, info = _load_run(r)
+        user = Path(info['target_user']).name if info.get('target_user') else 'source'
+        out.setdefault(user, {})[method_label(info['method'], info['stage'], bool(info.get('memory')), cfg.context_mode)] = r
+    return out
 
 def write_report(run_dirs, out_dir, title: str = 'Results', protocol: Protocol | None = None, methods=None,
                  notes: str = '') -> Path:
@@ -273,7 +343,7 @@ def write_report(run_dirs, out_dir, title: str = 'Results', protocol: Protocol |
         md += [f"## Class IoU (%) of {best} per user (Tables 7–8 shape)", '',
                to_markdown(format_table(iou[keep]).astype(str) + photos[keep].astype(str).radd(' (').add(')')),
                '', 'Each cell: IoU (labelled photos holding the class); `-`: the class is in no label.', '',
-               f"![class IoU]({save_figure(plot_class_heatmap(iou, photos), out/'class_iou.png')})", '']
+               f"![class IoU]({save_figure(plot_class_heatmap(iou, photos, method=best), out/'class_iou.png')})", '']
     for with_ctx, without in (('ours_s1', 'advent'), ('ours_s1_memory', 'advent')):
         a, b = _class_tables(run_dirs, with_ctx), _class_tables(run_dirs, without)
         users = sorted(set(a) & set(b))
@@ -284,6 +354,12 @@ def write_report(run_dirs, out_dir, title: str = 'Results', protocol: Protocol |
                        f"Mean IoU change: classes in ≤ 5 labelled photos {eff[eff.photos <= 5].delta.mean():+.2f} points, "
                        f"others {eff[eff.photos > 5].delta.mean():+.2f} points.", '',
                        f"![rare classes]({save_figure(plot_rare_class_effect(eff), out/f'rare_classes_{with_ctx}.png')})", '']
+    curves = _runs_by_user(run_dirs)
+    if curves:
+        md += ['## Training curves', '', "Each run's `log.jsonl` (`plot_training`, `06_train`): losses, adversarial terms, "
+               "discriminator BCE (log 2 = chance), learning rates and images/s, the runs of one user overlaid.", '']
+        for u, rs in curves.items():
+            md += [f"![training curves, {u}]({save_figure(plot_training(rs), out/f'training_{u}.png')})", '']
     with atomic_write(out/'results.csv') as f: res.to_csv(f, index=False)
     with atomic_write(out/'report.md') as f: f.write('\n'.join(md) + '\n')
     return out/'report.md'

@@ -4,14 +4,14 @@
 
 # %% ../nbs/10_inspector.ipynb #3a83ef7f
 from __future__ import annotations
-import json
+import html, json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
-from .core import PisError, VOC_CLASSES, atomic_write, colorize
+from .core import PisError, VOC_CLASSES, atomic_write, colorize, on_click, png_bytes
 from .data import read_image, read_mask, write_mask
 from .metrics import photo_table
 
@@ -117,7 +117,8 @@ def photo_scores(up: UserPredictions, released: bool = False) -> pd.DataFrame:
 # %% ../nbs/10_inspector.ipynb #6c11f510
 class PredictionInspector:
     "Browse a user's predictions with filters (group, class, IoU range); queryable state for tests and scripts."
-    def __init__(self, up: UserPredictions, methods=None, attention_fn: Callable | None = None, released: bool = False):
+    def __init__(self, up: UserPredictions, methods=None, attention_fn: Callable | None = None, released: bool = False,
+                 picker_width: int = 360):
         import ipywidgets as W
         if not up.methods: raise PisError(f"{up.user}: no predictions to inspect (add a method first)")
         self.up, self.attention_fn = up, attention_fn
@@ -133,8 +134,13 @@ class PredictionInspector:
         self.photo_dd = W.Dropdown(description='photo')
         self.pixel_y, self.pixel_x = W.BoundedIntText(description='pixel y', min=0, max=0), W.BoundedIntText(description='x', min=0, max=0)
         self.info, self.out = W.HTML(), W.Output()
+        # the photo to click: shown at a fixed width, clicks come back in the picture's own pixels (00_core's on_click)
+        self.picker = W.Image(format='png', layout=W.Layout(width=f'{picker_width}px', border='1px solid #ccc'))
+        self._click = on_click(self.picker, self.pick)
+        for w, c in ((self.picker, 'pis-picker'), (self.pixel_y, 'pis-pixel-y'), (self.pixel_x, 'pis-pixel-x'), (self.photo_dd, 'pis-photo')):
+            w.add_class(c)   # stable handles for the browser test
         self.widget = W.VBox([W.HBox([self.method_a, self.method_b]), W.HBox([self.group_dd, self.class_dd, self.iou_range]),
-                              W.HBox([self.photo_dd, self.pixel_y, self.pixel_x]), self.info, self.out])
+                              W.HBox([self.photo_dd, self.pixel_y, self.pixel_x]), W.HBox([self.picker, self.info]), self.out])
         for w in (self.group_dd, self.class_dd, self.iou_range, self.method_a): w.observe(lambda _: self._filter(), names='value')
         self.method_b.observe(lambda _: self._draw(), names='value')
         self.photo_dd.observe(lambda _: self._on_photo(), names='value')
@@ -181,6 +187,29 @@ class PredictionInspector:
         self.pixel_y.value, self.pixel_x.value = int(y), int(x)
         return self.attention()
 
+    def pick(self, event: dict) -> pd.DataFrame | None:
+        "Choose the pixel clicked on the photo (`event`: an ipyevents click, `dataX`/`dataY` in the picture's pixels); returns `select_pixel`'s table."
+        if self.index is None or event.get('dataX') is None: return None
+        h, w = self.up.preds[self.method_a.value][self.index].shape
+        y, x = int(round(float(event['dataY']))), int(round(float(event['dataX'])))
+        return self.select_pixel(min(max(y, 0), h - 1), min(max(x, 0), w - 1))
+
+    def picture(self) -> np.ndarray:
+        "The clickable picture: the current photo at the prediction's size, the first method's prediction over it, the chosen pixel marked."
+        i, a = self.index, self.method_a.value
+        pred = self.up.preds[a][i]
+        h, w = pred.shape
+        im = self.up.image(i)
+        if im.shape[:2] != (h, w):
+            from PIL import Image
+            im = np.asarray(Image.fromarray(im).resize((w, h), Image.BILINEAR))
+        pic = (0.55 * im + 0.45 * colorize(pred)).astype(np.uint8)
+        y, x = self.pixel
+        r = max(2, min(h, w) // 25)   # the mark: a cyan cross, a black dot in its middle
+        pic[max(y - r, 0):y + r + 1, x] = pic[y, max(x - r, 0):x + r + 1] = (0, 255, 255)
+        pic[y, x] = 0
+        return pic
+
     def attention(self) -> pd.DataFrame | None:
         "The group context's attention of the chosen pixel over its group's regions, largest first (needs `attention_fn`)."
         if self.attention_fn is None or self.index is None: return None
@@ -207,19 +236,29 @@ class PredictionInspector:
         i = self.index
         n = len(self.photo_dd.options)
         if i is None:
-            self.info.value = f"<b>{self.up.user}</b>: no photo passes the filters"
-            self.out.clear_output(); return
+            self.info.value = f"<b>{html.escape(self.up.user)}</b>: no photo passes the filters"
+            self.picker.value = b''; self.out.clear_output(); return
         s = self.scores.loc[self.photo]
         iou = ', '.join(f"{m}: {s[f'fiou_{m}']:.3f}" for m in self.up.methods if not np.isnan(s[f'fiou_{m}']))
-        self.info.value = (f"<b>{self.photo}</b> ({n} photos pass the filters) — group {s['group']}, "
+        # photo and method names come from file and folder names: escaped, since ipywidgets sets this as HTML
+        iou, photo = html.escape(iou), html.escape(self.photo)
+        self.info.value = (f"<b>{photo}</b> ({n} photos pass the filters) — group {s['group']}, "
                            f"{'labelled: ' + (s['classes'] or 'background only') if s['labelled'] else 'unlabelled'}"
-                           + (f"; foreground IoU {iou}" if iou else ''))
+                           + (f"; foreground IoU {iou}" if iou else '')
+                           + f"<br>pixel ({self.pixel[0]}, {self.pixel[1]}): click the photo to choose another")
+        self.picker.value = png_bytes(self.picture())
         with self.out:
             self.out.clear_output(wait=True)
             fig = self.figure(); plt.show(); plt.close(fig)
 
-    def figure(self) -> plt.Figure:
-        "The current photo's panels: photo, label, predictions, entropy, and the attention at the chosen pixel."
+    def group_mates(self, n: int = 6) -> list[int]:
+        "Indices of up to `n` other photos of the current photo's group (the photos its group context draws on)."
+        i = self.index
+        if i is None: return []
+        return [int(j) for j in np.flatnonzero(self.up.groups == self.up.groups[i]) if j != i][:n]
+
+    def figure(self, panel: float = 3.6, mates: int = 6) -> plt.Figure:
+        "The current photo's panels (`panel` inches each): photo, label, predictions, entropy, attention at the chosen pixel; below, up to `mates` photos of its group."
         i, up = self.index, self.up
         a, b = self.method_a.value, self.method_b.value
         panels = [('photo', up.image(i), None)]
@@ -229,16 +268,28 @@ class PredictionInspector:
         if b is not None: panels.append((b, colorize(up.preds[b][i]), None))
         if a in up.entropy: panels.append((f'entropy ({a})', up.entropy[a][i], 'magma'))
         att = self.attention()
-        fig, axes = plt.subplots(1, len(panels) + (att is not None), figsize=(2.6 * (len(panels) + (att is not None)), 2.6))
+        mate_idx = self.group_mates(mates)
+        ncol = len(panels) + (att is not None)
+        widths = [1] * len(panels) + ([1.8] if att is not None else [])       # room for the regions' names
+        fig = plt.figure(figsize=(panel * sum(widths), panel * (1.45 if mate_idx else 1)))
+        grid = fig.add_gridspec(2 if mate_idx else 1, 1, height_ratios=[1, 0.45] if mate_idx else [1])
+        axes = grid[0].subgridspec(1, ncol, width_ratios=widths).subplots() if ncol > 1 else [fig.add_subplot(grid[0])]
         axes = np.atleast_1d(axes)
         y, x = self.pixel
         for ax, (title, im, cmap) in zip(axes, panels):
-            ax.imshow(im, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None); ax.set_title(title, fontsize=9)
-            ax.plot([x], [y], 'c+', ms=10, mew=2); ax.axis('off')
+            ax.imshow(im, cmap=cmap, vmin=0 if cmap else None, vmax=1 if cmap else None); ax.set_title(title, fontsize=10)
+            ax.plot([x], [y], 'c+', ms=12, mew=2); ax.axis('off')
         if att is not None:
-            top = att.head(10)
-            axes[-1].barh([f"{p}:{c}" for p, c in zip(top['photo'], top['class'])][::-1], top['weight'][::-1], color='tab:cyan')
-            axes[-1].set_title(f'attention at ({y}, {x})', fontsize=9); axes[-1].tick_params(labelsize=7)
+            # name the regions a reader can find: only classes the source photo shows (the `present` column)
+            top = (att[att['present']] if 'present' in att else att).head(10)
+            axes[-1].barh([f"{p} · {c}" for p, c in zip(top['photo'], top['class'])][::-1], top['weight'][::-1], color='tab:cyan')
+            axes[-1].set_title(f'attention at ({y}, {x}): top regions', fontsize=10); axes[-1].tick_params(labelsize=8)
+            axes[-1].set_xlabel('weight', fontsize=8)
+        if mate_idx:
+            strip = grid[1].subgridspec(1, max(len(mate_idx), 4)).subplots()
+            for ax in np.atleast_1d(strip): ax.axis('off')
+            for ax, j in zip(np.atleast_1d(strip), mate_idx):
+                ax.imshow(up.image(j)); ax.set_title(f"group {up.groups[j]}: {up.names[j]}", fontsize=8)
         fig.tight_layout()
         return fig
 

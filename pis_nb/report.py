@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import matplotlib.pyplot as plt
 import seaborn as sns
+from matplotlib.ticker import FixedLocator, NullFormatter, ScalarFormatter
 
 # %% auto #0
 __all__ = ['FIOU_VARIANTS', 'MIOU_VARIANTS', 'RESULT_COLUMNS', 'PAPER_TABLE1', 'PAPER_TABLE3', 'PAPER_TABLE4', 'PAPER_TABLE5',
@@ -131,14 +132,15 @@ def plot_user_bars(results: pd.DataFrame, metric: str = 'fiou', methods=None, ax
     ax.figure.tight_layout()
     return ax.figure
 
-def plot_class_heatmap(iou: pd.DataFrame, photos: pd.DataFrame | None = None, ax=None) -> plt.Figure:
-    "Heat map of class IoU (%) per user; cells show the number of labelled photos holding the class when given."
+def plot_class_heatmap(iou: pd.DataFrame, photos: pd.DataFrame | None = None, ax=None, method: str | None = None) -> plt.Figure:
+    "Heat map of class IoU (%) per user of `method` (named in the title); cells show the number of labelled photos holding the class when given."
     keep = [c for c in iou.columns if iou[c].notna().any()]
     if ax is None: _, ax = plt.subplots(figsize=(0.55 * len(keep) + 2.5, 0.45 * len(iou) + 1.5))
     annot = photos[keep].astype(str).where(photos[keep] > 0, '') if photos is not None else False
     sns.heatmap(iou[keep], annot=annot, fmt='', cmap='magma', vmin=0, vmax=100, ax=ax,
                 cbar_kws=dict(label='IoU (%)'), annot_kws=dict(fontsize=7))
-    ax.set_title('Class IoU per user' + (' (numbers: photos holding the class)' if photos is not None else ''))
+    ax.set_title('Class IoU per user' + (f' of {method}' if method else '')
+                 + (' (numbers: photos holding the class)' if photos is not None else ''), fontsize=10)
     ax.figure.tight_layout()
     return ax.figure
 
@@ -162,6 +164,13 @@ def plot_rare_class_effect(effect: pd.DataFrame, ax=None) -> plt.Figure:
         x = np.log10(effect['photos'].to_numpy(float)); slope, icpt = np.polyfit(x, effect['delta'], 1)
         xs = np.linspace(x.min(), x.max(), 20); ax.plot(10 ** xs, icpt + slope * xs, 'k--', lw=1, label='trend')
     ax.set_xscale('log'); ax.set_xlabel('labelled photos holding the class'); ax.set_ylabel('IoU change (points)')
+    # photo counts as plain numbers at 1-2-5 steps: a log axis over less than a decade otherwise labels its minor
+    # ticks too (2×10⁰, 3×10⁰, ...), which overlap
+    lo, hi = effect['photos'].min(), effect['photos'].max()
+    ticks = [t for t in (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000) if lo / 1.5 <= t <= hi * 1.5] if len(effect) else []
+    if ticks:
+        ax.xaxis.set_major_locator(FixedLocator(ticks)); ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_title('What group context does to rare and frequent classes'); ax.legend(fontsize=7, bbox_to_anchor=(1.01, 1), loc='upper left')
     ax.figure.tight_layout()
     return ax.figure

@@ -23,15 +23,16 @@ from .data import (UserDataset, VOCSource, TrainTransform, EvalTransform, GroupB
 from .model import PISNet, Discriminators, GroupMemory, entropy_map, pixel_entropy, batch_norms
 
 # %% auto #0
-__all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'HEAD_MODULES', 'FROZEN_WITH_HEADS', 'MAX_NONFINITE_AMP',
-           'RUNTIME_SETTINGS', 'masked_ce', 'seg_loss', 'domain_loss', 'entropy_loss', 'maxsquare_loss',
-           'charbonnier_entropy', 'fda_source_to_target', 'tent_entropy', 'weighted_ce', 'confident_share',
-           'class_mix_masks', 'mic_mask', 'ema_update', 'make_teacher', 'Method', 'get_method', 'poly_factor', 'set_lr',
-           'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks', 'BatchStream', 'forward_model', 'eval_batches',
-           'predict_user', 'refresh_memory', 'pseudo_mask', 'PseudoLabels', 'make_pseudo_labels', 'PseudoLabelSet',
-           'rng_state', 'set_rng_state', 'save_checkpoint', 'load_checkpoint', 'restrict_params', 'delta_state',
-           'read_weights', 'read_jsonl', 'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'start_context',
-           'TrainingDiverged', 'load_model', 'train', 'benchmark_training']
+__all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'HEAD_MODULES', 'FROZEN_WITH_HEADS', 'RUN_RESULTS',
+           'MAX_NONFINITE_AMP', 'RUNTIME_SETTINGS', 'CURVE_PANELS', 'masked_ce', 'seg_loss', 'domain_loss',
+           'entropy_loss', 'maxsquare_loss', 'charbonnier_entropy', 'fda_source_to_target', 'tent_entropy',
+           'weighted_ce', 'confident_share', 'class_mix_masks', 'mic_mask', 'ema_update', 'make_teacher', 'Method',
+           'get_method', 'poly_factor', 'set_lr', 'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks',
+           'BatchStream', 'forward_model', 'eval_batches', 'predict_user', 'refresh_memory', 'pseudo_mask',
+           'PseudoLabels', 'make_pseudo_labels', 'PseudoLabelSet', 'rng_state', 'set_rng_state', 'save_checkpoint',
+           'load_checkpoint', 'restrict_params', 'delta_state', 'read_weights', 'read_jsonl', 'truncate_jsonl',
+           'read_log', 'Trainer', 'load_weights', 'start_context', 'TrainingDiverged', 'load_model', 'train',
+           'training_curves', 'plot_training', 'write_tensorboard', 'benchmark_training']
 
 # %% ../nbs/06_train.ipynb #d305d121
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -499,12 +500,24 @@ def _rel_to(path: Path, root: Path) -> str:
     "`/`-prefixed POSIX path of `path` inside `root`."
     return '/' + Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
 
+def _pseudo_out(out_dir, user_root) -> Path:
+    "`out_dir`, refused when it lies in the user's data folder or holds files that are not an earlier pseudo-label output."
+    out, root = Path(out_dir), Path(user_root)
+    o, r = out.resolve(), root.resolve()
+    if o == r or r in o.parents:     # e.g. U/SegmentationClass: the pseudo labels would replace the ground truth
+        raise PisError(f"{out}: inside the user's data folder {root}; write pseudo labels elsewhere (a run folder), "
+                       "never among the photos and masks (nothing was changed)")
+    if o.is_dir() and any(o.iterdir()) and not (o/'pseudo.json').is_file():
+        raise PisError(f"{out}: holds files that are not pis-nb pseudo labels (no pseudo.json); choose a new or empty "
+                       "folder (nothing was changed)")
+    return out
+
 def make_pseudo_labels(model: nn.Module, user_ds, ratio: float, out_dir, pixel_keep: float = 0.8, min_prob: float = 0.0,
                        eval_size: int = 320, batch_size: int = 8, device=None, memory=None, amp: bool = True,
                        progress: bool = False) -> PseudoLabels:
     "Predict every photo of `user_ds`, keep the `ratio` with the lowest mean entropy, write `out_dir/<name>.png` (unreliable pixels 255), `train_pseudo.txt` and `pseudo.json`."
     if not 0 < ratio <= 1: raise ValueError(f"ratio must be in (0, 1], got {ratio}")
-    out_dir = Path(out_dir); out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = _pseudo_out(out_dir, user_ds.root); out_dir.mkdir(parents=True, exist_ok=True)
     rows, masks = [], {}
     for p in predict_user(model, user_ds, eval_size, batch_size, device, memory, amp, progress=progress, with_masks=False):
         m, score = pseudo_mask(p['prob'], pixel_keep, min_prob)
@@ -673,6 +686,9 @@ def _source_list(cfg: RunConfig) -> str:
                        f"it with `pis-nb cluster {root}` (cluster_source), or set source_list=train_aug.txt for random batches")
     return lst
 
+# what a finished (or evaluated) run leaves; a fresh run refuses a folder holding any of them
+RUN_RESULTS = ('model.pt', 'best.pt', 'discriminators.pt', 'summary.json', 'eval')
+
 class Trainer:
     "Train one run — stage 1 or 2 of a method — in `run_dir`; `fit` trains, `Trainer.resume(run_dir)` continues exactly."
     def __init__(self, cfg: RunConfig, run_dir, method: str | Method = 'ours', stage: int = 1, target_user=None,
@@ -722,6 +738,10 @@ class Trainer:
         if not resume and (self.run_dir/'checkpoint.pt').exists():
             raise PisError(f"{self.run_dir}: already holds a run (checkpoint.pt); continue it with "
                            "Trainer.resume(run_dir), or train in another folder")
+        # results of an earlier run that cannot be continued (no checkpoint) are the user's: never delete them
+        if not resume and (kept := [n for n in RUN_RESULTS if (self.run_dir/n).exists()]):
+            raise PisError(f"{self.run_dir}: holds the results of an earlier run ({', '.join(kept)}) and no checkpoint.pt "
+                           "to continue from; train in another folder, or move them away first (nothing was changed)")
         self.dist = init_distributed(cfg.device)
         self.device = self._device()
         seed_everything(cfg.seed, deterministic)
@@ -927,16 +947,16 @@ def _run_info(self: Trainer) -> dict:
                 min_prob=self.min_prob, eval_every=self.eval_every, select_metric=self.select_metric,
                 save_every=self.save_every, deterministic=self.deterministic, world_size=self.dist.world_size,
                 model_selection=self.cfg.model_selection, delta_source=getattr(self, 'delta_source', None),
-                torch=torch.__version__)
+                torch=torch.__version__, threads=torch.get_num_threads())   # CPU results are bit-exact per thread count
 
 @patch
 def _write_run_files(self: Trainer) -> None:
-    "Fresh run: `config.json`, `run.json`, empty logs (rank 0)."
+    "Fresh run: `config.json`, `run.json`, empty logs (rank 0); `__init__` has refused a folder holding results."
     if not self.dist.main: return
     self.run_dir.mkdir(parents=True, exist_ok=True)
     self.cfg.save(self.run_dir)
     with atomic_write(self.run_dir/'run.json') as f: json.dump(self._run_info(), f, indent=2)
-    for name in ('log.jsonl', 'eval.jsonl', 'summary.json', 'model.pt', 'best.pt', 'discriminators.pt'):
+    for name in ('log.jsonl', 'eval.jsonl'):      # the logs of an earlier attempt that left no checkpoint and no results
         (self.run_dir/name).unlink(missing_ok=True)
 
 # %% ../nbs/06_train.ipynb #4114838f
@@ -1381,6 +1401,73 @@ def train(cfg: RunConfig, run_dir, method: str = 'ours', stage: int = 1, resume:
     else: t = Trainer(cfg, run_dir, method, stage, **kw)
     t.status = t.fit(num_steps)
     return t
+
+# %% ../nbs/06_train.ipynb #b4e952d8
+CURVE_PANELS = (('losses', ('loss', 'seg', 'pse', 'ent', 'msq')), ('adversarial terms', ('adv_main', 'adv_aux')),
+                ('discriminator BCE (log 2: chance)', ('d_main', 'd_aux')), ('learning rate', ('lr', 'lr_heads', 'lr_d')),
+                ('images/s', ('images_per_s',)))
+
+def _run_labels(runs) -> dict:
+    "{label: run folder} from one folder, a list of folders (labelled by name, or parent/name when names repeat) or a dict."
+    if isinstance(runs, dict): return {str(k): Path(v) for k, v in runs.items()}
+    runs = [Path(runs)] if isinstance(runs, (str, Path)) else [Path(r) for r in runs]
+    names = [r.name for r in runs]
+    return {(r.name if names.count(r.name) == 1 else f"{r.parent.name}/{r.name}"): r for r in runs}
+
+def training_curves(runs) -> pd.DataFrame:
+    "The logs of `runs` in long form: columns run, step, key, value (every numeric column of each `log.jsonl`)."
+    frames = []
+    for label, d in _run_labels(runs).items():
+        if not (d/'log.jsonl').is_file(): raise PisError(f"{d/'log.jsonl'}: no training log here (is {d} a run folder?)")
+        log = read_log(d).drop(columns=['time'], errors='ignore')
+        if not len(log): raise PisError(f"{d/'log.jsonl'}: the log is empty (the run has not trained a step)")
+        long = log.select_dtypes('number').reset_index().melt(id_vars='step', var_name='key').dropna()
+        frames.append(long.assign(run=label))
+    return pd.concat(frames, ignore_index=True)[['run', 'step', 'key', 'value']]
+
+def plot_training(runs, smooth: int | None = None, panels=CURVE_PANELS) -> 'plt.Figure':
+    "Overlay the training curves of `runs` (a run folder, a list, or {label: folder}): losses, adversarial terms, discriminator BCE, learning rates, images/s."
+    import matplotlib.pyplot as plt
+    cur = training_curves(runs)
+    have = [(t, [k for k in keys if k in set(cur.key)]) for t, keys in panels]
+    have = [(t, ks) for t, ks in have if ks]
+    labels = list(dict.fromkeys(cur.run))
+    colours = dict(zip(labels, plt.rcParams['axes.prop_cycle'].by_key()['color'] * (len(labels) // 10 + 1)))
+    styles = ['-', '--', ':', '-.', (0, (1, 3))]
+    fig, axes = plt.subplots(1, len(have), figsize=(3.6 * len(have), 3.0), squeeze=False)
+    for ax, (title, keys) in zip(axes[0], have):
+        for run in labels:
+            for key, ls in zip(keys, styles):
+                s = cur[(cur.run == run) & (cur.key == key)].set_index('step')['value']
+                if not len(s): continue
+                w = smooth or max(1, len(s) // 25)
+                noisy = title not in ('learning rate',) and w > 1
+                if noisy: ax.plot(s.index, s.values, color=colours[run], alpha=0.2, lw=0.8)
+                ax.plot(s.index, s.rolling(w, min_periods=1).mean().values if noisy else s.values, color=colours[run], ls=ls,
+                        lw=1.4, label=f"{run}: {key}" if len(labels) > 1 else key)
+        if title.startswith('discriminator'): ax.axhline(math.log(2), color='grey', lw=0.8, ls=':')
+        if title == 'learning rate': ax.set_yscale('log')
+        ax.set_title(title, fontsize=10); ax.set_xlabel('step'); ax.tick_params(labelsize=8)
+        ax.legend(fontsize=7, loc='best')
+    fig.tight_layout()
+    return fig
+
+# %% ../nbs/06_train.ipynb #b6e5054e
+def write_tensorboard(run_dir, out_dir=None) -> Path:
+    "Write `run_dir/log.jsonl` as TensorBoard event files in `out_dir` (default `run_dir/tensorboard`); returns that folder."
+    try: from torch.utils.tensorboard import SummaryWriter
+    except ImportError: raise PisError('write_tensorboard needs the tensorboard package: pip install -e ".[tensorboard]"') from None
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir/'tensorboard'
+    cur = training_curves({run_dir.name: run_dir})
+    aside = out.with_name(f".{out.name}.partial")
+    if aside.exists(): shutil.rmtree(aside)
+    with SummaryWriter(log_dir=str(aside)) as w:
+        for key, rows in cur.groupby('key', sort=False):
+            for step, value in zip(rows.step, rows.value): w.add_scalar(key, float(value), int(step))
+    if out.exists(): shutil.rmtree(out)
+    os.replace(aside, out)
+    return out
 
 # %% ../nbs/06_train.ipynb #d438a0ed
 def _sync(device: torch.device) -> None:

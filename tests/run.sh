@@ -9,6 +9,8 @@ source .venv/bin/activate
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 flags=${PIS_NB_TEST_FLAGS:-}
+# the slow cells are the notebooks' heavy demonstrations, which run only when heavy_enabled() (00_core)
+[[ " $flags " == *" slow "* ]] && export PIS_NB_HEAVY=1
 
 # --- notebooks, in parallel processes (nbdev_test prints only "Success." or the failures)
 mapfile -t nbs < <(cd nbs && ls *.ipynb | grep -v '^[_.]')
