@@ -9,6 +9,7 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from pis_nb.core import voc_palette
@@ -98,3 +99,12 @@ def data_build():
     "The builders above (`photo`, `palette_mask`, `label_map`, `make_user`) for tests that lay out their own data."
     return SimpleNamespace(photo=data_write_photo, palette_mask=data_write_palette_mask, label_map=data_label_map,
                            make_user=data_make_user)
+
+
+@pytest.fixture
+def one_thread():
+    "Tiny networks: one thread is as fast, and much faster when other jobs share the cores (restored afterwards)."
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

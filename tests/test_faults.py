@@ -7,17 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
 from pis_nb.cli import main
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest.py
 
 
 def _digests(folder: Path) -> dict:

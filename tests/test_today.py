@@ -12,12 +12,7 @@ from pis_nb.cli import main
 import pis_nb.train as T
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest.py
 
 
 @pytest.fixture

@@ -25,13 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 LIST = 'train_cluster4.txt'
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    "Tiny networks: one thread is as fast, and much faster when other jobs share the cores (restored afterwards)."
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures('one_thread')   # conftest.py
 
 
 @pytest.fixture(scope='module')
