@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
-from .core import PisError, RunConfig, atomic_write, shared_lock, home_path, IGNORE_INDEX
+from .core import PisError, RunConfig, atomic_write, read_json, shared_lock, home_path, IGNORE_INDEX
 from .report import (Protocol, results_table, format_table, to_markdown, PAPER_TABLE1, PAPER_TABLE3, PAPER_TABLE4,
                            PAPER_TABLE5)
 
@@ -241,7 +241,7 @@ def _user_rows(run: Path, user: str) -> pd.DataFrame | None:
 def cell_done(cell: Cell) -> bool:
     "Whether `cell` is finished and evaluated (nothing to recompute)."
     if not ((cell.dir/'cell.json').is_file() and _finished(cell.run) and _user_rows(cell.dir, cell.user) is not None): return False
-    return 'miou_released' in json.loads((cell.dir/'cell.json').read_text())
+    return 'miou_released' in read_json(cell.dir/'cell.json', 'bench cell record')
 
 def _train_run(cfg: RunConfig, run: Path, progress: bool, **kw) -> None:
     "Train (or continue) the run in `run`; a run that stopped early raises KeyboardInterrupt."
@@ -393,7 +393,7 @@ def run_bench(out_dir, size='tiny', steps: dict | None = None, seeds=None, users
         from pis_nb.scale import run_bench_tasks
         try: computed, failed = run_bench_tasks(cells, cfg, steps, engine, progress=progress, log=log, **engine_kw)
         finally:
-            records = [json.loads((c.dir/'cell.json').read_text()) for c in cells if cell_done(c)]
+            records = [read_json(c.dir/'cell.json', 'bench cell record') for c in cells if cell_done(c)]
             res = write_bench(out, records, cfg, steps, spec)
         run = BenchRun(out, res['cells'], res['results'], computed, len(records) == len(cells), res['report'],
                        time.perf_counter() - t0, failed)
@@ -402,7 +402,7 @@ def run_bench(out_dir, size='tiny', steps: dict | None = None, seeds=None, users
     try:
         for i, c in enumerate(cells, 1):
             if cell_done(c):
-                records.append(json.loads((c.dir/'cell.json').read_text())); continue
+                records.append(read_json(c.dir/'cell.json', 'bench cell record')); continue
             if max_cells is not None and len(computed) >= max_cells: stopped = True; break
             log(f"[{i}/{len(cells)}] table {c.table} {c.variant} {c.user} seed {c.seed}"
                 + ('' if c.owns or not c.train else f" (run shared with {c.run.relative_to(out)})"))

@@ -152,10 +152,12 @@ def _method_params(pairs) -> dict:
 def cmd_train(args) -> int:
     "Train `--method` (stage 1 or 2) for `--user` in `run_dir`, resuming the run there if it has a checkpoint."
     from pis_nb.train import train
+    if args.steps is not None and args.steps < 1: raise PisError(f"--steps: must be >= 1, got {args.steps}")
+    if args.save_every < 1: raise PisError(f"--save-every: must be >= 1, got {args.save_every}")
     cfg = _config_from(args)
     t = train(cfg, args.run_dir, method=args.method, stage=args.stage, num_steps=args.steps, target_user=args.user,
               target_list=args.list, init=args.init, memory=args.memory, progress=not args.quiet,
-              method_kw=_method_params(args.param))
+              method_kw=_method_params(args.param), save_every=args.save_every)
     print(f"{args.method} stage {args.stage}: {t.status} at step {t.step}; run folder {args.run_dir}")
     return 130 if t.status == 'interrupted' else 0
 
@@ -509,6 +511,8 @@ def _parser() -> argparse.ArgumentParser:
                    'tent and --set adapt_params=norm|heads, the source model the per-user delta is against')
     s.add_argument('--steps', type=int, help="train this many more steps (default: up to the config's num_steps)")
     s.add_argument('--memory', action='store_true', help='use the whole-group memory in the group context')
+    s.add_argument('--save-every', type=int, default=1000, metavar='N',
+                   help='write checkpoint.pt every N steps (default 1000; a killed run resumes from the last one)')
     s.add_argument('--param', action='append', metavar='KEY=VALUE',
                    help="a method parameter, e.g. --param beta=0.05 for FDA, --param lambda_ent=0.001 (repeatable)")
     s.add_argument('--quiet', action='store_true', help='no progress bar')

@@ -26,10 +26,11 @@ __all__ = ['EMBEDDERS', 'CACHE_DIRNAME', 'RELEASED_SOURCE_GROUPS', 'VOC_TRAIN_AU
            'resnet_weights_path', 'resnet50_weights_path', 'file_sha1', 'ImageNetResNetEmbedder', 'ResNet50Embedder',
            'ResNet101Embedder', 'Lite0Embedder', 'module_fingerprint', 'EncoderEmbedder', 'get_embedder',
            'default_cache_dir', 'embed_photos', 'prepare_features', 'cap_k', 'kmeans', 'silhouette', 'default_k_range',
-           'choose_k', 'write_cluster_list', 'ClusterResult', 'cluster_user', 'cluster_users', 'released_source_k',
-           'cluster_source', 'class_pixels', 'dominant_classes', 'group_table', 'scene_labels', 'scene_agreement',
-           'plot_group_sizes', 'plot_k_curve', 'umap_2d', 'plot_map', 'map_values', 'user_map', 'user_maps',
-           'users_map', 'GroupBrowser', 'time_embedding', 'synthetic_features', 'time_grouping', 'compare_k']
+           'choose_k', 'check_listable', 'write_cluster_list', 'ClusterResult', 'cluster_user', 'cluster_users',
+           'released_source_k', 'cluster_source', 'class_pixels', 'dominant_classes', 'group_table', 'scene_labels',
+           'scene_agreement', 'plot_group_sizes', 'plot_k_curve', 'umap_2d', 'plot_map', 'map_values', 'user_map',
+           'user_maps', 'users_map', 'GroupBrowser', 'time_embedding', 'synthetic_features', 'time_grouping',
+           'compare_k']
 
 # %% ../nbs/04_cluster.ipynb #7634fb38
 class WeightsError(PisError):
@@ -544,6 +545,13 @@ def _rel(path: Path, root: Path) -> str:
     try: return '/' + Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
     except ValueError: raise ClusterError(f"{path}: file is not inside the folder {root}") from None
 
+def check_listable(paths, root) -> None:
+    "Raise `ClusterError` naming the first of `paths` whose path under `root` a list line cannot hold (whitespace: the columns are space-separated)."
+    for p in paths:
+        if p is not None and any(ch.isspace() for ch in _rel(p, root)):
+            raise ClusterError(f"{p}: the name holds a space (or other whitespace), which a list line cannot hold: its "
+                               "columns are space-separated, as in the release's lists; rename the file (e.g. IMG_0001.jpg)")
+
 def write_cluster_list(user_root, image_paths, labels, list_name: str | None = None, overwrite: bool = False,
                        mask_paths=None, dest=None) -> Path:
     "Write the groups `labels` of `image_paths` as `<user_root>/<list_name>` (default `train_cluster{K}.txt`; in the folder `dest` when given, its lines still relative to `user_root`), atomically; masks are `mask_paths` where given, else `/SegmentationClass/<name>.png`; returns the path."
@@ -553,6 +561,7 @@ def write_cluster_list(user_root, image_paths, labels, list_name: str | None = N
     if len(labels) and labels.min() < 0: raise ValueError("group ids must be >= 0")
     k = len(np.unique(labels))
     path = Path(dest if dest is not None else root)/(list_name or f"train_cluster{k}.txt")
+    check_listable(image_paths, root); check_listable(mask_paths or [], root)
     rels = [_rel(p, root) for p in image_paths]
     masks = [f"/SegmentationClass/{Path(r).stem}.png" if m is None else _rel(m, root)
              for r, m in zip(rels, mask_paths if mask_paths is not None else [None] * len(rels))]
@@ -645,6 +654,7 @@ def cluster_user(user_root, k: int | str = 80, embedder='imagenet-resnet50', see
                  device=None, write: bool = True, overwrite: bool = False, list_dir=None) -> ClusterResult:
     "Group one user's photos: embed (cached), K-means with K fixed (capped at n // 2) or `'auto'` (silhouette over `k_range`), write `train_cluster{K}.txt` (in the user's folder, or in `list_dir`)."
     ds = UserDataset(user_root, photos_list)
+    if write: check_listable(ds.image_paths, ds.root)    # before the embedding, not after it
     res = _cluster(ds, ds.root.name, k, embedder, seed, k_range, cache_dir, progress, n_init, normalize, pca_dims,
                    batch_size, device)
     if write: res.path = write_cluster_list(ds.root, ds.image_paths, res.labels, list_name, overwrite, dest=list_dir)

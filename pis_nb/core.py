@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #fb3e012e
 from __future__ import annotations
-import contextlib, dataclasses, json, os, random, tempfile, typing
+import contextlib, dataclasses, json, math, os, random, re, tempfile, typing
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import numpy as np
@@ -12,8 +12,9 @@ import torch
 
 # %% auto #0
 __all__ = ['VOC_CLASSES', 'NUM_CLASSES', 'IGNORE_INDEX', 'RELEASED_RECIPE', 'PisError', 'ConfigError', 'voc_palette', 'colorize',
-           'default_device', 'seed_everything', 'atomic_write', 'shared_lock', 'project_home', 'home_path', 'RunConfig',
-           'heavy_enabled', 'cuda_or_skip', 'cleanup_after_test', 'png_bytes', 'on_click', 'DocRenderer']
+           'default_device', 'seed_everything', 'atomic_write', 'read_json', 'shared_lock', 'run_lock', 'project_home',
+           'home_path', 'RunConfig', 'heavy_enabled', 'cuda_or_skip', 'cleanup_after_test', 'png_bytes', 'on_click',
+           'DocRenderer']
 
 # %% ../nbs/00_core.ipynb #6e2e38e5
 class PisError(ValueError):
@@ -81,6 +82,8 @@ def atomic_write(path, mode: str = 'w', encoding: str | None = 'utf-8'):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+    mask = os.umask(0); os.umask(mask)
+    os.chmod(tmp, 0o666 & ~mask)      # mkstemp makes the file 0600: give it the mode any other new file would have
     try:
         with os.fdopen(fd, mode, encoding=None if 'b' in mode else encoding) as f:
             yield f
@@ -89,6 +92,21 @@ def atomic_write(path, mode: str = 'w', encoding: str | None = 'utf-8'):
     except BaseException:
         with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
         raise
+
+# %% ../nbs/00_core.ipynb #564a7a51
+def read_json(path, what: str = 'file') -> typing.Any:
+    "The JSON in `path`; a missing, unreadable, binary or invalid file is a one-line `PisError` naming it and what it is (`what`)."
+    path = Path(path)
+    try: data = path.read_bytes()
+    except FileNotFoundError: raise PisError(f"{path}: missing {what}") from None
+    except OSError as e: raise PisError(f"{path}: cannot read this {what} ({e.strerror or e})") from None
+    try:
+        if b'\0' in data: raise UnicodeDecodeError('utf-8', data, 0, 1, 'NUL byte')    # no JSON text holds one
+        return json.loads(data.decode('utf-8-sig'))
+    except UnicodeDecodeError: raise PisError(f"{path}: this {what} is damaged (binary data, not JSON text)") from None
+    except json.JSONDecodeError as e:
+        raise PisError(f"{path}: this {what} is damaged (invalid JSON at line {e.lineno}: {e.msg}; cut short by a full disk "
+                       "or a crash?); restore it, or redo the step that wrote it") from None
 
 # %% ../nbs/00_core.ipynb #c20e43ec
 @contextlib.contextmanager
@@ -101,6 +119,37 @@ def shared_lock(path):
         fcntl.flock(f.fileno(), fcntl.LOCK_EX)
         try: yield path
         finally: fcntl.flock(f.fileno(), fcntl.LOCK_UN)
+
+# %% ../nbs/00_core.ipynb #09d60522
+_RUN_LOCKS: dict = {}    # resolved folder -> [open lock file, depth], the locks this process holds
+
+@contextlib.contextmanager
+def run_lock(folder, what: str = 'a run'):
+    "Hold `folder` for this process (re-entrant; non-zero ranks of a distributed job skip it); another process holding it raises PisError 'in use by PID N'."
+    import fcntl
+    folder = Path(folder)
+    if os.environ.get('RANK', '0') != '0':
+        yield folder; return
+    created = not folder.exists()
+    folder.mkdir(parents=True, exist_ok=True)
+    key = str(folder.resolve())
+    if key not in _RUN_LOCKS:
+        f = open(folder/'.pis-nb.lock', 'a+')
+        try: fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            f.seek(0); pid = f.read().strip() or 'unknown'; f.close()
+            raise PisError(f"{folder}: in use by PID {pid}, another pis-nb process writing {what} there; wait for it to "
+                           "finish, or use another folder (nothing was changed)") from None
+        f.seek(0); f.truncate(); f.write(f"{os.getpid()}\n"); f.flush()
+        _RUN_LOCKS[key] = [f, 0]
+    _RUN_LOCKS[key][1] += 1
+    try: yield folder
+    finally:
+        _RUN_LOCKS[key][1] -= 1
+        if not _RUN_LOCKS[key][1]:
+            _RUN_LOCKS.pop(key)[0].close()     # closing the file releases the lock
+            if created and [p.name for p in folder.iterdir()] == ['.pis-nb.lock']:   # a run refused before it wrote anything
+                (folder/'.pis-nb.lock').unlink(missing_ok=True); folder.rmdir()
 
 # %% ../nbs/00_core.ipynb #9780e33c
 def _is_kit_checkout(d: Path) -> bool:
@@ -249,7 +298,25 @@ class RunConfig:
             raise ConfigError(f"{source}: output_stride {self.output_stride} applies to backbone lite0 only, not {self.backbone}")
         if self.exact_released and self.context_variant != 'released':
             raise ConfigError(f"{source}: exact_released reproduces the released context and needs context_variant=released")
+        self._validate_numbers(source)
         return self
+
+    def _validate_numbers(self, source: str) -> None:
+        "Every number finite, rates positive, weights non-negative, momentum and Adam's betas in [0, 1), a device torch knows here."
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if any(isinstance(x, float) and not math.isfinite(x) for x in (v if isinstance(v, list) else [v])):
+                raise ConfigError(f"{source}: {f.name} must be a finite number, got {v!r}")
+        for k in ('lr', 'lr_d'):
+            if not getattr(self, k) > 0: raise ConfigError(f"{source}: {k} must be > 0, got {getattr(self, k)}")
+        for k in ('weight_decay', 'poly_power', 'lambda_seg_main', 'lambda_seg_aux', 'lambda_adv_main', 'lambda_adv_aux', 'lambda_pse'):
+            if getattr(self, k) < 0: raise ConfigError(f"{source}: {k} must be >= 0, got {getattr(self, k)}")
+        if not 0 <= self.momentum < 1: raise ConfigError(f"{source}: momentum must be in [0, 1), got {self.momentum}")
+        b = self.betas_d
+        if len(b) != 2 or not all(isinstance(x, (int, float)) and 0 <= x < 1 for x in b):
+            raise ConfigError(f"{source}: betas_d must be two numbers in [0, 1) (Adam's beta1,beta2), got {b}")
+        if self.device and not re.fullmatch(r'cpu|cuda(:\d+)?', self.device):
+            raise ConfigError(f"{source}: device must be empty (automatic), cpu, cuda or cuda:N, got {self.device!r}")
 
 
 # %% ../nbs/00_core.ipynb #5a86bd03

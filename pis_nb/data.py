@@ -20,10 +20,10 @@ from .core import PisError, IGNORE_INDEX, NUM_CLASSES, RunConfig, atomic_write, 
 _logger = logging.getLogger(__name__)
 
 # %% auto #0
-__all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ImageReadError', 'MaskError', 'ListFileError',
-           'DatasetError', 'image_size', 'read_image', 'read_mask', 'write_mask', 'ListEntry', 'read_list',
-           'resolve_path', 'UserDataset', 'list_users', 'VOCSource', 'is_voc_folder', 'TrainTransform', 'EvalTransform',
-           'restore_size', 'collate', 'denormalize', 'GroupBatchSampler']
+__all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'MAX_ASPECT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ImageReadError', 'MaskError',
+           'ListFileError', 'DatasetError', 'image_size', 'read_image', 'read_mask', 'write_mask', 'ListEntry',
+           'read_list', 'resolve_path', 'UserDataset', 'list_users', 'VOCSource', 'is_voc_folder', 'TrainTransform',
+           'EvalTransform', 'restore_size', 'collate', 'denormalize', 'GroupBatchSampler']
 
 # %% ../nbs/01_data.ipynb #b28ebcb1
 class ImageReadError(PisError):
@@ -41,6 +41,7 @@ class DatasetError(PisError):
 # %% ../nbs/01_data.ipynb #355e5328
 IMAGE_EXTENSIONS = ('.jpg', '.jpeg', '.png', '.bmp', '.gif', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pbm')
 MAX_PIXELS = 2 * 89_478_485   # PIL's default hard limit (2 * Image.MAX_IMAGE_PIXELS): ~179 megapixels
+MAX_ASPECT = 10               # longest side / shortest side the datasets accept (panoramas are ~4:1)
 
 _MAGIC = ((b'\xff\xd8\xff', 'JPEG'), (b'\x89PNG\r\n\x1a\n', 'PNG'), (b'GIF8', 'GIF'), (b'II*\x00', 'TIFF'),
           (b'MM\x00*', 'TIFF'), (b'BM', 'BMP'))
@@ -322,6 +323,11 @@ class _PhotoSet(Dataset):
         try: w, h, o = _header(image, ImageReadError)
         except ImageReadError as e: raise ImageReadError(f"{pre}{e}") from None
         H, W = (w, h) if o in _ROTATES else (h, w)
+        if max(H, W) > MAX_ASPECT * max(min(H, W), 1):
+            # resized to the network's input (shorter side = crop/eval size), the long side would need ~ratio x that
+            raise ImageReadError(f"{pre}{image}: photo is {W}x{H}, an aspect ratio of {max(H, W) / max(min(H, W), 1):.0f}:1; "
+                                 f"the kit takes photos up to {MAX_ASPECT}:1 (resized for the network, its long side "
+                                 "would not fit in memory): crop it, or leave it out of the list")
         if mask is not None:
             try: mw, mh, _ = _header(mask, MaskError, orient=False)
             except MaskError as e: raise MaskError(f"{pre}{e}") from None

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn as nn
-from .core import PisError, ConfigError, VOC_CLASSES, RunConfig, atomic_write, shared_lock
+from .core import PisError, ConfigError, VOC_CLASSES, RunConfig, atomic_write, read_json, shared_lock
 from .data import UserDataset, DatasetError, list_users, read_list
 from .model import pixel_entropy, pixel_attention
 from .metrics import fiou, miou, class_table, photo_table
@@ -102,7 +102,8 @@ def evaluate_user(model: nn.Module, user_root, memory=None, method: str = 'model
                    miou=miou(preds, labels), miou_released=miou(preds, labels, released=True), n_photos=len(scored))
     up.add(method, preds, ents)
     used = 'none' if _context_mode(model) == 'none' else ('memory' if mem is not None else 'batch')
-    info = dict(context=used, eval_size=eval_size, batch_size=batch_size, list_file=None if ds.list_file is None else ds.list_file.name)
+    info = dict(context=used, eval_size=eval_size, batch_size=batch_size, list_file=None if ds.list_file is None else ds.list_file.name,
+                user_root=str(Path(ds.root).resolve()))
     return Evaluation(up.user, method, metrics, class_table(preds, labels), photo_table(preds, labels, up.names), up, info)
 
 def labelled_eval_fn(cfg: RunConfig, user_root, list_file: str | None = None):
@@ -131,9 +132,21 @@ def _replace_dir(tmp: Path, final: Path) -> None:
     os.replace(tmp, final)
     if old.exists(): shutil.rmtree(old)
 
+def _check_eval_slot(final: Path, user_root) -> None:
+    "Refuse to replace `final` (an `eval/<user>/` folder) when it holds the evaluation on another dataset's user of that name."
+    old = final/'metrics.json'
+    if not old.is_file(): return
+    try: was = json.loads(old.read_text(encoding='utf-8')).get('user_root')
+    except (ValueError, OSError): return                 # unreadable: a damaged earlier result, replaced
+    now = str(Path(user_root).resolve())
+    if was and was != now:
+        raise PisError(f"{final}: holds the evaluation on {was}, another dataset than {now} with the same user name; "
+                       f"evaluate a copy of the run for it, or move {final} away first (nothing was changed)")
+
 def save_evaluation(ev: Evaluation, out_dir, seed: int = 0) -> Path:
-    "Write `ev` to `out_dir/<user>/` (written aside, then moved into place): metrics, tables, predictions."
+    "Write `ev` to `out_dir/<user>/` (written aside, then moved into place): metrics, tables, predictions; refuses to replace another dataset's result there."
     final, aside = Path(out_dir)/ev.user, Path(out_dir)/f".{ev.user}.partial"
+    if ev.info.get('user_root'): _check_eval_slot(final, ev.info['user_root'])
     if aside.exists(): shutil.rmtree(aside)
     tmp = save_predictions(ev.predictions, aside)              # aside/<user>/: pred/, entropy/, predictions.json
     (tmp/'metrics.json').write_text(json.dumps(dict(user=ev.user, method=ev.method, seed=seed, **ev.metrics, **ev.info), indent=2))
@@ -166,7 +179,10 @@ def evaluate_run(run_dir, users=None, context: str = 'auto', device=None, save: 
     label = method_label(info['method'], info['stage'], bool(info.get('memory')), cfg.context_mode)
     target = Path(info['target_user']).resolve() if info.get('target_user') else None
     frames = []
-    for user in _run_users(cfg, info, users):
+    users = _run_users(cfg, info, users)
+    if save:      # before any work: a result of another dataset's user of the same name is never replaced
+        for user in users: _check_eval_slot(run_dir/'eval'/user.name, user)
+    for user in users:
         mine = target is not None and user.resolve() == target
         lst = list_file or (info.get('target_list') if mine else None)
         ev = evaluate_user(model, user, memory if mine else None, label, lst, cfg.num_groups, cfg.eval_size,
@@ -292,7 +308,7 @@ def _class_tables(run_dirs, label: str) -> dict:
     out = {}
     for r in run_dirs:
         for d in sorted((Path(r)/'eval').glob('*/metrics.json')):
-            m = json.loads(d.read_text())
+            m = read_json(d, 'evaluation summary')
             if m['method'] == label: out[m['user']] = pd.read_csv(d.parent/'classes.csv', index_col='class')
     return out
 

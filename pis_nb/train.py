@@ -17,7 +17,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 from .core import (PisError, ConfigError, NUM_CLASSES, IGNORE_INDEX, RunConfig, atomic_write, default_device,
-                         seed_everything)
+                         read_json, run_lock, seed_everything)
 from .data import (UserDataset, VOCSource, TrainTransform, EvalTransform, GroupBatchSampler, restore_size, collate,
                          write_mask, resolve_path, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet, _list_lines, ListEntry)
 from .model import PISNet, Discriminators, GroupMemory, entropy_map, pixel_entropy, batch_norms
@@ -30,9 +30,9 @@ __all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'HEAD_MODULES', '
            'get_method', 'poly_factor', 'set_lr', 'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks',
            'BatchStream', 'forward_model', 'eval_batches', 'predict_user', 'refresh_memory', 'pseudo_mask',
            'PseudoLabels', 'make_pseudo_labels', 'PseudoLabelSet', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'load_checkpoint', 'restrict_params', 'delta_state', 'read_weights', 'read_jsonl', 'truncate_jsonl',
-           'read_log', 'Trainer', 'load_weights', 'start_context', 'TrainingDiverged', 'load_model', 'train',
-           'training_curves', 'plot_training', 'write_tensorboard', 'benchmark_training']
+           'check_intact', 'load_checkpoint', 'restrict_params', 'delta_state', 'read_weights', 'read_jsonl',
+           'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'start_context', 'TrainingDiverged', 'load_model',
+           'train', 'training_curves', 'plot_training', 'write_tensorboard', 'benchmark_training']
 
 # %% ../nbs/06_train.ipynb #d305d121
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -579,10 +579,26 @@ def save_checkpoint(obj: dict, path) -> Path:
     with atomic_write(path, 'wb') as f: torch.save(obj, f)
     return Path(path)
 
+def check_intact(path) -> Path:
+    "`path` when every member of its zip container (`torch.save`'s format) matches its CRC-32; else a `PisError` naming the file as damaged."
+    import zipfile
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise PisError(f"{path}: cannot load checkpoint: not a torch.save file (truncated, or another kind of file)")
+    try:
+        with zipfile.ZipFile(path) as z: bad = z.testzip()
+    except zipfile.BadZipFile as e: bad = f"its zip structure ({e})"
+    except OSError as e: raise PisError(f"{path}: cannot read ({e.strerror or e})") from None
+    if bad is not None:
+        raise PisError(f"{path}: damaged — {bad} does not match its checksum (a bad disk, copy or download); restore the "
+                       "file from a copy, or retrain (nothing was loaded)")
+    return path
+
 def load_checkpoint(path, map_location='cpu') -> dict:
-    "A checkpoint written by `save_checkpoint`, loaded with `weights_only=True`; a `PisError` naming the file if unreadable."
+    "A checkpoint written by `save_checkpoint`, checked intact (`check_intact`) and loaded with `weights_only=True`; a `PisError` naming the file if damaged or unreadable."
     path = Path(path)
     if not path.is_file(): raise PisError(f"{path}: no such checkpoint")
+    check_intact(path)      # torch.load does not verify the zip checksums: garbled bytes would load as garbage weights
     try: return torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e: raise PisError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from None
 
@@ -953,11 +969,11 @@ def _run_info(self: Trainer) -> dict:
 def _write_run_files(self: Trainer) -> None:
     "Fresh run: `config.json`, `run.json`, empty logs (rank 0); `__init__` has refused a folder holding results."
     if not self.dist.main: return
-    self.run_dir.mkdir(parents=True, exist_ok=True)
-    self.cfg.save(self.run_dir)
-    with atomic_write(self.run_dir/'run.json') as f: json.dump(self._run_info(), f, indent=2)
-    for name in ('log.jsonl', 'eval.jsonl'):      # the logs of an earlier attempt that left no checkpoint and no results
-        (self.run_dir/name).unlink(missing_ok=True)
+    with run_lock(self.run_dir, 'a training run'):
+        self.cfg.save(self.run_dir)
+        with atomic_write(self.run_dir/'run.json') as f: json.dump(self._run_info(), f, indent=2)
+        for name in ('log.jsonl', 'eval.jsonl'):      # the logs of an earlier attempt that left no checkpoint and no results
+            (self.run_dir/name).unlink(missing_ok=True)
 
 # %% ../nbs/06_train.ipynb #4114838f
 @patch
@@ -979,7 +995,7 @@ def _backward(self: Trainer, loss: torch.Tensor) -> None:
     (self.scaler.scale(loss) if self.scaler is not None else loss).backward()
 
 class TrainingDiverged(PisError):
-    "The loss became NaN or infinite; the run stopped before the parameters were updated with it."
+    "The loss (or, at a save, a parameter) became NaN or infinite; the run stopped without saving the non-finite weights."
 
 MAX_NONFINITE_AMP = 20   # fp16 overflows the scaler skips; more in a row is divergence
 
@@ -1104,6 +1120,19 @@ def _teacher_terms(self: Trainer, xs, ys, xt, gt, w_aux: float) -> tuple[dict, f
         terms['mic'] = p['lambda_mic'] * weighted_ce(out_m.main, pseudo, weight)
     return terms, float(share)
 
+@patch
+def _check_parameters(self: Trainer) -> None:
+    "Raise `TrainingDiverged` when a parameter of the network or the discriminators is NaN or infinite (checked before each save)."
+    nets = [self.net] + ([self.discs] if self.discs is not None else [])
+    bad = [n for m in nets for n, p in m.named_parameters() if not torch.isfinite(p.detach()).all()]
+    if not bad: return
+    saved = getattr(self, '_saved_step', None)
+    kept = f"checkpoint.pt holds step {saved}" if saved is not None else "no checkpoint was written"
+    raise TrainingDiverged(f"{self.run_dir}: training diverged by step {self.step}: {len(bad)} parameter tensors are not "
+                           f"finite (first: {bad[0]}); they were not saved and {kept}. Lower the learning rate "
+                           f"(lr={self.cfg.lr:g}) and start a new run")
+
+
 # %% ../nbs/06_train.ipynb #e9079dd9
 @patch
 def state_dict(self: Trainer) -> dict:
@@ -1144,8 +1173,10 @@ def load_state_dict(self: Trainer, ck: dict) -> None:
 def _load_run(run_dir) -> tuple[RunConfig, dict]:
     "The `config.json` and `run.json` of a run folder."
     run_dir = Path(run_dir)
-    try: info = json.loads((run_dir/'run.json').read_text(encoding='utf-8'))
-    except FileNotFoundError: raise PisError(f"{run_dir}: not a run folder (no run.json)") from None
+    if not (run_dir/'run.json').is_file(): raise PisError(f"{run_dir}: not a run folder (no run.json)")
+    info = read_json(run_dir/'run.json', 'run record')
+    if not isinstance(info, dict) or 'method' not in info:
+        raise PisError(f"{run_dir/'run.json'}: this run record is damaged (no method in it); restore it, or train in a new folder")
     return RunConfig.load(run_dir), info
 
 RUNTIME_SETTINGS = ('device', 'num_workers')   # may change when a run is resumed elsewhere; nothing else may
@@ -1205,6 +1236,13 @@ def _log(self: Trainer, f, logs: dict, dt: float) -> dict:
 @patch
 def fit(self: Trainer, num_steps: int | None = None) -> str:
     "Train `num_steps` more steps (default: up to `cfg.num_steps`); returns 'finished', 'paused' or 'interrupted'; raises `TrainingDiverged` on a NaN loss."
+    with run_lock(self.run_dir, 'a training run'): return self._fit(num_steps)   # one writer per run folder
+
+@patch
+def _fit(self: Trainer, num_steps: int | None = None) -> str:
+    "The training loop of `fit`, with the run folder held."
+    if self.dist.main:    # what a killed save left half-written: temporary files only this folder's holder writes
+        for p in [*self.run_dir.glob('.*.tmp'), *self.run_dir.glob('*.pt.tmp')]: p.unlink(missing_ok=True)
     cfg, main = self.cfg, self.dist.main
     end = cfg.num_steps if num_steps is None else min(cfg.num_steps, self.step + int(num_steps))
     self.model.train()
@@ -1231,8 +1269,10 @@ def fit(self: Trainer, num_steps: int | None = None) -> str:
                 bar.set_postfix({k: f"{rec[k]:.3g}" for k in ('seg', 'pse', 'adv_main', 'ent', 'msq', 'd_main') if k in rec},
                                 refresh=False)
                 bar.update(1)
-                if self.save_every and self.step % self.save_every == 0 and self.step < cfg.num_steps: self.save_checkpoint()
+                if self.save_every and self.step % self.save_every == 0 and self.step < cfg.num_steps:
+                    self._check_parameters(); self.save_checkpoint()
                 if self.eval_every and self.step % self.eval_every == 0 and self.step < cfg.num_steps: self.evaluate()
+            self._check_parameters()     # a last update can leave NaN weights with every loss finite: never save those
     except KeyboardInterrupt:
         if self._in_update: raise      # parameters half-updated: keep the last checkpoint written
         stop = 'SIGINT'
@@ -1377,30 +1417,32 @@ def load_model(run_or_file, device=None, source=None) -> tuple[nn.Module, nn.Mod
 def train(cfg: RunConfig, run_dir, method: str = 'ours', stage: int = 1, resume: bool = True,
           num_steps: int | None = None, **kw) -> Trainer:
     "Train `method` (stage 1 or 2) in `run_dir`, continuing the run there if it has a checkpoint (same settings required); returns the trainer (`.status`, `.summary`)."
-    if resume and (Path(run_dir)/'checkpoint.pt').exists():
-        saved, info = _load_run(run_dir)
-        m = get_method(method)
-        mine = m.configure(cfg)
-        diff = sorted(k for k, v in mine.to_dict().items() if k not in RUNTIME_SETTINGS and saved.to_dict()[k] != v)
-        diff += sorted(k for k in ('target_list', 'memory', 'method_kw', 'min_prob')
-                       if k in kw and kw[k] != info[k] and not (k == 'method_kw' and not kw[k] and not info[k])
-                       and not (k == 'target_list' and kw[k] is None))     # None: the default list, resolved when the run began
-        if (info['method'], info['stage']) != (m.name, stage): diff = [f"method/stage {info['method']}/{info['stage']}"]
-        if diff:
-            what = ', '.join(diff)
-            raise ConfigError(f"{run_dir}: holds a run with other settings ({what}); train in another folder, or "
-                              "continue it with Trainer.resume(run_dir)")
-        t = Trainer.resume(run_dir, eval_fn=kw.get('eval_fn'), progress=kw.get('progress', True), device=cfg.device or None,
-                           num_workers=cfg.num_workers)
-        summary = Path(run_dir)/'summary.json'
-        if t.step >= t.cfg.num_steps and (Path(run_dir)/'model.pt').is_file() and summary.is_file():
-            t.summary = json.loads(summary.read_text(encoding='utf-8'))
-            if t.summary.get('status') == 'finished':     # finished before: leave model.pt and the logs as they are
-                t.status = 'finished'
-                return t
-    else: t = Trainer(cfg, run_dir, method, stage, **kw)
-    t.status = t.fit(num_steps)
-    return t
+    with run_lock(run_dir, 'a training run'):     # one writer per run folder: a second process stops here
+        if resume and (Path(run_dir)/'checkpoint.pt').exists():
+            saved, info = _load_run(run_dir)
+            m = get_method(method)
+            mine = m.configure(cfg)
+            diff = sorted(k for k, v in mine.to_dict().items() if k not in RUNTIME_SETTINGS and saved.to_dict()[k] != v)
+            diff += sorted(k for k in ('target_list', 'memory', 'method_kw', 'min_prob')
+                           if k in kw and kw[k] != info[k] and not (k == 'method_kw' and not kw[k] and not info[k])
+                           and not (k == 'target_list' and kw[k] is None))     # None: the default list, resolved when the run began
+            if (info['method'], info['stage']) != (m.name, stage): diff = [f"method/stage {info['method']}/{info['stage']}"]
+            if diff:
+                what = ', '.join(diff)
+                raise ConfigError(f"{run_dir}: holds a run with other settings ({what}); train in another folder, or "
+                                  "continue it with Trainer.resume(run_dir)")
+            t = Trainer.resume(run_dir, eval_fn=kw.get('eval_fn'), progress=kw.get('progress', True), device=cfg.device or None,
+                               num_workers=cfg.num_workers)
+            summary = Path(run_dir)/'summary.json'
+            if t.step >= t.cfg.num_steps and (Path(run_dir)/'model.pt').is_file() and summary.is_file():
+                t.summary = read_json(summary, 'run summary')
+                if t.summary.get('status') == 'finished':     # finished before: leave model.pt and the logs as they are
+                    t.status = 'finished'
+                    return t
+        else: t = Trainer(cfg, run_dir, method, stage, **kw)
+        t.status = t.fit(num_steps)
+        return t
+
 
 # %% ../nbs/06_train.ipynb #b4e952d8
 CURVE_PANELS = (('losses', ('loss', 'seg', 'pse', 'ent', 'msq')), ('adversarial terms', ('adv_main', 'adv_aux')),
