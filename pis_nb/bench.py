@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
-from .core import PisError, RunConfig, atomic_write, read_json, shared_lock, home_path, IGNORE_INDEX
-from .report import (Protocol, results_table, format_table, to_markdown, PAPER_TABLE1, PAPER_TABLE3, PAPER_TABLE4,
+from .core import PisError, RunConfig, atomic_write, read_json, read_table, shared_lock, home_path, IGNORE_INDEX
+from .report import (Protocol, RESULT_COLUMNS, results_table, format_table, to_markdown, PAPER_TABLE1, PAPER_TABLE3, PAPER_TABLE4,
                            PAPER_TABLE5)
 
 # %% auto #0
@@ -233,7 +233,7 @@ def _user_rows(run: Path, user: str) -> pd.DataFrame | None:
     "The rows of `user` in a run's `eval/results.csv`, or None."
     p = run/'eval'/'results.csv'
     if not p.is_file(): return None
-    df = pd.read_csv(p, dtype={'user': str})
+    df = read_table(p, 'results table', RESULT_COLUMNS, dtype={'user': str})
     df = df[df.user == user]
     if len(df) and 'miou_released' not in set(df.metric): return None   # evaluated before MIoU followed the paper: redo
     return df if len(df) else None
@@ -648,7 +648,7 @@ def load_bench(out_dir) -> pd.DataFrame:
     "The `bench.csv` of a bench folder."
     p = Path(out_dir)/'bench.csv'
     if not p.is_file(): raise PisError(f"{out_dir}: no bench.csv (run pis-nb bench {out_dir})")
-    return pd.read_csv(p, dtype={'user': str, 'table': str})
+    return read_table(p, 'bench table', ('table', 'user', 'method'), dtype={'user': str, 'table': str})
 
 # %% ../nbs/13_bench.ipynb #08852f6f
 def count_runs(users: Sequence[str], seeds=(0, 1, 2), tables=('1', '3', '4', '5')) -> dict:

@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_cli.ipynb #81763aee
 from __future__ import annotations
-import argparse, json, os, shutil, sys
+import argparse, json, os, shutil, sys, warnings
 from pathlib import Path
 from .core import PisError, RunConfig, home_path
 
@@ -114,8 +114,15 @@ def cmd_cluster(args) -> int:
     embedder = args.embedder or cfg.embedder
     kw = dict(k=k, embedder=embedder, seed=cfg.seed, overwrite=args.overwrite, progress=not args.quiet,
               n_init=cfg.cluster_n_init, normalize=cfg.cluster_normalize)
-    if (root/'JPEGImages').is_dir(): results = {root.name: cluster.cluster_user(root, **kw)}
-    else: results = cluster.cluster_users(root, users=cfg.users or None, **kw)
+    if (root/'JPEGImages').is_dir(): users = {root.name: root}
+    else: users = {u: root/u for u in (cfg.users or cluster.list_users(root))}
+    kw['embedder'] = cluster.get_embedder(embedder)       # weights loaded once for every user
+    results = {}
+    for user, folder in users.items():
+        if args.list_dir:    # a read-only photo folder: the list, and the feature cache, go to a folder of the user's choice
+            dest = Path(args.list_dir) if len(users) == 1 and folder == root else Path(args.list_dir)/user
+            kw.update(list_dir=dest, cache_dir=dest/'.pis_cache')
+        results[user] = cluster.cluster_user(folder, **kw)
     if args.maps: _cluster_maps(results, Path(args.maps))
     for user, r in results.items():
         agree = cluster.scene_agreement(r)
@@ -500,6 +507,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument('--embedder', help="imagenet-resnet50 | imagenet-resnet101 | colour-texture (default: the config's embedder)")
     s.add_argument('--maps', help='also save UMAP maps and group-size plots as PNGs in this folder')
     s.add_argument('--overwrite', action='store_true', help='replace an existing list of the same K with other groups')
+    s.add_argument('--list-dir', help="write the lists (and the feature cache) here, not in the users' folders (one "
+                   "folder per user for a folder of users); train with --list <that list>")
     s.add_argument('--quiet', action='store_true', help='no progress bars')
     s = with_config(add('train', cmd_train, 'train one stage of one method for one user (resumes an existing run folder)'))
     s.add_argument('run_dir', help='run folder (created; an existing one is continued)')
@@ -557,7 +566,9 @@ def main(argv: list[str] | None = None) -> int:
     "Entry point of `pis-nb`: run a subcommand; bad input is one line on stderr and exit code 2."
     args = _parser().parse_args(argv)
     try:
-        return args.fn(args)
+        with warnings.catch_warnings():     # the kit's warnings as one line each, as its errors are
+            warnings.showwarning = lambda msg, cat, *a, **k: print(f"pis-nb: warning: {msg}", file=sys.stderr)
+            return args.fn(args)
     except PisError as e:
         print(f"pis-nb: error: {e}", file=sys.stderr); return 2
     except KeyboardInterrupt:

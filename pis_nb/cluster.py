@@ -17,7 +17,8 @@ import torch.nn.functional as nnf
 import torchvision.transforms.v2.functional as TF
 from PIL import Image
 from tqdm.auto import tqdm
-from .core import PisError, VOC_CLASSES, NUM_CLASSES, atomic_write, colorize, default_device, on_click, png_bytes, voc_palette
+from .core import (PisError, VOC_CLASSES, NUM_CLASSES, atomic_write, colorize, default_device, load_tensors, on_click,
+                         png_bytes, voc_palette)
 from .data import (UserDataset, VOCSource, read_image, read_mask, list_users, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet)
 
 # %% auto #0
@@ -242,8 +243,8 @@ class ImageNetResNetEmbedder(Embedder):
         if not path.is_file(): raise WeightsMissingError(_missing_weights_message(path, w, self.title))
         import torchvision
         net = getattr(torchvision.models, self.arch)(weights=None)   # random init: nothing is fetched
-        try: state = torch.load(path, map_location='cpu', weights_only=True)
-        except Exception as e: raise WeightsError(f"{path}: cannot read the weights file ({e})") from None
+        try: state = load_tensors(path, 'weights file', legacy=True)       # torchvision's older files predate the zip format
+        except PisError as e: raise WeightsError(str(e)) from None
         try: net.load_state_dict(state)
         except (RuntimeError, TypeError, AttributeError) as e:
             raise WeightsError(f"{path}: not a torchvision {self.title} state dict ({str(e)[:300]})") from None
@@ -389,13 +390,18 @@ def _cache_file(d: Path, emb: Embedder) -> Path:
     return Path(d)/f"features-{emb.name}-{emb.cache_key}.npz"
 
 def _cache_read(path: Path) -> dict:
-    "{sha1: feature vector} from a cache file; {} when absent or unreadable (with a warning)."
+    "{sha1: feature vector} from a cache file; {} when absent or unreadable, and without non-finite vectors (each with a warning: they are recomputed)."
     if not path.exists(): return {}
     try:
-        with np.load(path, allow_pickle=False) as z: return dict(zip(z['sha1'].tolist(), z['features']))
+        with np.load(path, allow_pickle=False) as z: store = dict(zip(z['sha1'].tolist(), z['features']))
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
         warnings.warn(f"{path}: unreadable feature cache ignored, it will be rebuilt ({e})")
         return {}
+    bad = [k for k, v in store.items() if not np.isfinite(v).all()]
+    if bad:    # a damaged cache must not make clustering fail for good: drop those vectors, they are embedded again
+        warnings.warn(f"{path}: {len(bad)} cached feature vector(s) hold NaN or infinite values; they are recomputed")
+        for k in bad: del store[k]
+    return store
 
 def _cache_write(path: Path, store: dict, config: dict) -> None:
     "Merge `store` into the cache file at `path`, atomically."
@@ -430,8 +436,8 @@ def embed_photos(photos, embedder='imagenet-resnet50', batch_size: int = 32, dev
     use_cache = cache_dir is not False and emb.cache_key is not None
     if use_cache:
         try: cfile = _cache_file(_ensure_cache_dir(Path(cache_dir)), emb)
-        except OSError as e:
-            warnings.warn(f"{cache_dir}: cannot create the feature cache ({e.strerror or e}); embedding without it")
+        except (OSError, PisError) as e:      # a read-only photo folder: embed all the same, without a cache
+            warnings.warn(f"{cache_dir}: cannot create the feature cache ({getattr(e, 'strerror', None) or e}); embedding without it")
             use_cache = False
     keys = [file_sha1(p) for p in paths] if use_cache else [str(i) for i in range(len(paths))]
     store = _cache_read(cfile) if use_cache else {}
@@ -447,10 +453,16 @@ def embed_photos(photos, embedder='imagenet-resnet50', batch_size: int = 32, dev
             with tqdm(total=len(todo), desc=f"embedding ({emb.name})", unit='photo', disable=not progress, leave=False) as bar:
                 for xb in dl:
                     fb = emb(xb)
-                    for (_, k), v in zip(todo[done:done + len(fb)], fb): new[k] = v
+                    for (p, k), v in zip(todo[done:done + len(fb)], fb):
+                        if not np.isfinite(v).all():     # never cached: the next run would trip over it again
+                            raise PisError(f"{p}: the {emb.name} features of this photo hold NaN or infinite values "
+                                           "(a damaged photo, or weights that are not the embedder's?)")
+                        new[k] = v
                     done += len(fb); bar.update(len(fb))
     finally:
-        if use_cache and new: _cache_write(cfile, new, emb.config())
+        if use_cache and new:
+            try: _cache_write(cfile, new, emb.config())
+            except PisError as e: warnings.warn(f"{e}: the features are not cached")     # a full disk: next time they are recomputed
     store.update(new)
     return np.stack([store[k] for k in keys]).astype(np.float32) if keys else np.zeros((0, emb.dim or 0), np.float32)
 
@@ -648,13 +660,25 @@ def _cluster(ds, who: str, k, embedder, seed: int, k_range, cache_dir, progress:
     return ClusterResult(ds.root, list(ds.names), list(ds.image_paths), list(ds.mask_paths), labels,
                          int(labels.max()) + 1, feats, emb.name, k, seed, silhouette(X, labels), curve)
 
+def _check_writable(folder: Path) -> None:
+    "A `ClusterError` naming `folder` when no file can be created in it (a read-only photo folder), pointing to `list_dir`."
+    import tempfile
+    if not folder.is_dir(): return            # created when the list is written
+    try:
+        with tempfile.TemporaryFile(dir=folder): pass
+    except OSError as e:
+        raise ClusterError(f"{folder}: cannot write the group list here ({e.strerror}: a read-only folder, or one that is "
+                           "not yours); nothing was written; write the list elsewhere: list_dir= (CLI: --list-dir DIR)") from None
+
 def cluster_user(user_root, k: int | str = 80, embedder='imagenet-resnet50', seed: int = 0, k_range=None,
                  list_name: str | None = None, cache_dir=None, progress: bool = True, photos_list: str | None = None,
                  n_init: int = 4, normalize: bool = True, pca_dims: int | None = None, batch_size: int = 32,
                  device=None, write: bool = True, overwrite: bool = False, list_dir=None) -> ClusterResult:
     "Group one user's photos: embed (cached), K-means with K fixed (capped at n // 2) or `'auto'` (silhouette over `k_range`), write `train_cluster{K}.txt` (in the user's folder, or in `list_dir`)."
     ds = UserDataset(user_root, photos_list)
-    if write: check_listable(ds.image_paths, ds.root)    # before the embedding, not after it
+    if write:     # before the embedding, not after it
+        check_listable(ds.image_paths, ds.root)
+        _check_writable(Path(list_dir) if list_dir is not None else ds.root)
     res = _cluster(ds, ds.root.name, k, embedder, seed, k_range, cache_dir, progress, n_init, normalize, pca_dims,
                    batch_size, device)
     if write: res.path = write_cluster_list(ds.root, ds.image_paths, res.labels, list_name, overwrite, dest=list_dir)

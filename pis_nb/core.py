@@ -4,7 +4,7 @@
 
 # %% ../nbs/00_core.ipynb #fb3e012e
 from __future__ import annotations
-import contextlib, dataclasses, json, math, os, random, re, tempfile, typing
+import contextlib, dataclasses, errno, json, math, os, random, re, shutil, tempfile, typing
 from dataclasses import dataclass, field, fields, asdict
 from pathlib import Path
 import numpy as np
@@ -12,9 +12,9 @@ import torch
 
 # %% auto #0
 __all__ = ['VOC_CLASSES', 'NUM_CLASSES', 'IGNORE_INDEX', 'RELEASED_RECIPE', 'PisError', 'ConfigError', 'voc_palette', 'colorize',
-           'default_device', 'seed_everything', 'atomic_write', 'read_json', 'shared_lock', 'run_lock', 'project_home',
-           'home_path', 'RunConfig', 'heavy_enabled', 'cuda_or_skip', 'cleanup_after_test', 'png_bytes', 'on_click',
-           'DocRenderer']
+           'default_device', 'seed_everything', 'atomic_write', 'read_json', 'read_table', 'check_intact',
+           'load_tensors', 'shared_lock', 'run_lock', 'project_home', 'home_path', 'RunConfig', 'heavy_enabled',
+           'cuda_or_skip', 'cleanup_after_test', 'png_bytes', 'on_click', 'DocRenderer']
 
 # %% ../nbs/00_core.ipynb #6e2e38e5
 class PisError(ValueError):
@@ -76,22 +76,38 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
         torch.backends.cudnn.benchmark = False
 
 # %% ../nbs/00_core.ipynb #297317db
+def _disk_full(e: BaseException) -> bool:
+    "Whether `e` is a write that failed for want of space (an `OSError` ENOSPC/EDQUOT, or torch's zip writer reporting a short write)."
+    if isinstance(e, OSError): return e.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(e, RuntimeError) and ('unexpected pos' in str(e) or 'No space left' in str(e))
+
 @contextlib.contextmanager
 def atomic_write(path, mode: str = 'w', encoding: str | None = 'utf-8'):
-    "Context manager yielding a file object; `path` is replaced only if the block completes."
+    "Context manager yielding a file object; `path` is replaced only if the block completes; a full disk is a `PisError` naming `path`."
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
-    mask = os.umask(0); os.umask(mask)
-    os.chmod(tmp, 0o666 & ~mask)      # mkstemp makes the file 0600: give it the mode any other new file would have
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}.', suffix='.tmp', dir=path.parent)
+        mask = os.umask(0); os.umask(mask)
+        os.chmod(tmp, 0o666 & ~mask)      # mkstemp makes the file 0600: give it the mode any other new file would have
         with os.fdopen(fd, mode, encoding=None if 'b' in mode else encoding) as f:
             yield f
             f.flush(); os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+    except BaseException as e:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError): os.unlink(tmp)
+        if _disk_full(e):     # torch says only "unexpected pos": name the file, the cause and what was kept
+            free = shutil.disk_usage(path.parent).free
+            raise PisError(f"{path}: not written: the disk is full ({free / 2**20:.0f} MiB free on {path.parent}); "
+                           f"{'the earlier ' + path.name + ' is unchanged' if path.exists() else 'nothing was written'}: "
+                           "free some space and run the command again") from None
+        if isinstance(e, OSError) and e.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+            raise PisError(f"{path}: cannot write here ({e.strerror}: a read-only folder, or one that is not yours); "
+                           "nothing was written") from None
         raise
+
 
 # %% ../nbs/00_core.ipynb #564a7a51
 def read_json(path, what: str = 'file') -> typing.Any:
@@ -107,6 +123,65 @@ def read_json(path, what: str = 'file') -> typing.Any:
     except json.JSONDecodeError as e:
         raise PisError(f"{path}: this {what} is damaged (invalid JSON at line {e.lineno}: {e.msg}; cut short by a full disk "
                        "or a crash?); restore it, or redo the step that wrote it") from None
+
+# %% ../nbs/00_core.ipynb #6cdf1ff0
+def read_table(path, what: str = 'table', columns=(), index_col: str | None = None, **kw):
+    "The CSV table in `path` as a DataFrame; missing, binary, empty or unparseable files and absent `columns` are one-line `PisError`s naming it; a file cut short mid-row warns and leaves that row out."
+    import io, warnings
+    import pandas as pd
+    path = Path(path)
+    try: data = path.read_bytes()
+    except FileNotFoundError: raise PisError(f"{path}: missing {what}") from None
+    except OSError as e: raise PisError(f"{path}: cannot read this {what} ({e.strerror or e})") from None
+    redo = "restore it, or redo the step that wrote it"
+    try:
+        if b'\0' in data: raise UnicodeDecodeError('utf-8', data, 0, 1, 'NUL byte')
+        text = data.decode('utf-8-sig')
+    except UnicodeDecodeError: raise PisError(f"{path}: this {what} is damaged (binary data, not CSV text); {redo}") from None
+    if text and not text.endswith('\n'):      # the kit's tables end with a newline: this one stopped mid-row
+        text = text[:text.rfind('\n') + 1]
+        warnings.warn(f"{path}: this {what} ends mid-row (cut short by a crash or a full disk?); its last row is left "
+                      f"out: {redo} for a complete table", stacklevel=2)
+    if not text.strip(): raise PisError(f"{path}: this {what} is empty; {redo}")
+    try: df = pd.read_csv(io.StringIO(text), **kw)
+    except (pd.errors.ParserError, ValueError) as e:
+        raise PisError(f"{path}: this {what} is damaged ({str(e).strip().splitlines()[0]}); {redo}") from None
+    if missing := [c for c in [*columns, *([index_col] if index_col else [])] if c not in df.columns]:
+        raise PisError(f"{path}: this {what} is damaged or not the kit's (no column {', '.join(missing)}); {redo}")
+    return df.set_index(index_col) if index_col else df
+
+# %% ../nbs/00_core.ipynb #09cd5f77
+def check_intact(path, what: str = 'checkpoint') -> Path:
+    "`path` when every member of its zip container (`torch.save`'s format) matches its CRC-32; else a `PisError` naming the file as damaged."
+    import zipfile
+    path = Path(path)
+    if not zipfile.is_zipfile(path):
+        raise PisError(f"{path}: cannot load {what}: not a torch.save file (truncated, or another kind of file)")
+    try:
+        with zipfile.ZipFile(path) as z: bad = z.testzip()
+    except zipfile.BadZipFile as e: bad = f"its zip structure ({e})"
+    except OSError as e: raise PisError(f"{path}: cannot read ({e.strerror or e})") from None
+    if bad is not None:
+        raise PisError(f"{path}: damaged — {bad} does not match its checksum (a bad disk, copy or download); restore the "
+                       "file from a copy, or retrain (nothing was loaded)")
+    return path
+
+def load_tensors(path, what: str = 'checkpoint', map_location='cpu', legacy: bool = False):
+    "`torch.load(path, weights_only=True)` after `check_intact` (skipped for a pre-zip file when `legacy`: old torchvision weights); one-line `PisError`s naming the file, never torch's advice to drop `weights_only`."
+    import pickle, zipfile
+    path = Path(path)
+    if not (legacy and path.is_file() and not zipfile.is_zipfile(path)): check_intact(path, what)
+    try: return torch.load(path, map_location=map_location, weights_only=True)
+    except pickle.UnpicklingError as e:
+        msg = str(e)
+        if 'GLOBAL' not in msg and 'Unsupported global' not in msg:     # no object named: not a torch file at all
+            detail = [l for l in msg.split('WeightsUnpickler error:')[-1].splitlines() if l.strip()]
+            raise PisError(f"{path}: cannot load {what}: not a torch.save file ({detail[0].strip() if detail else 'unreadable'})") from None
+        # torch's message advises weights_only=False, which would run the file's code
+        raise PisError(f"{path}: not a {what} the kit opens: it holds Python objects other than tensors and plain "
+                       "values, and loading those could run code from the file; use a file pis-nb wrote, or save a "
+                       "plain state dict of tensors") from None
+    except Exception as e: raise PisError(f"{path}: cannot load {what} ({type(e).__name__}: {str(e).strip().splitlines()[0]})") from None
 
 # %% ../nbs/00_core.ipynb #c20e43ec
 @contextlib.contextmanager

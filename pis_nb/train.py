@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #a0ddc28f
 from __future__ import annotations
-import contextlib, copy, json, math, os, random, shutil, signal, threading, time
+import contextlib, copy, json, math, os, pickle, random, shutil, signal, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -17,22 +17,25 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 from .core import (PisError, ConfigError, NUM_CLASSES, IGNORE_INDEX, RunConfig, atomic_write, default_device,
+                         check_intact, load_tensors,
                          read_json, run_lock, seed_everything)
 from .data import (UserDataset, VOCSource, TrainTransform, EvalTransform, GroupBatchSampler, restore_size, collate,
                          write_mask, resolve_path, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet, _list_lines, ListEntry)
 from .model import PISNet, Discriminators, GroupMemory, entropy_map, pixel_entropy, batch_norms
 
 # %% auto #0
-__all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHODS', 'HEAD_MODULES', 'FROZEN_WITH_HEADS', 'RUN_RESULTS',
-           'MAX_NONFINITE_AMP', 'RUNTIME_SETTINGS', 'CURVE_PANELS', 'masked_ce', 'seg_loss', 'domain_loss',
-           'entropy_loss', 'maxsquare_loss', 'charbonnier_entropy', 'fda_source_to_target', 'tent_entropy',
-           'weighted_ce', 'confident_share', 'class_mix_masks', 'mic_mask', 'ema_update', 'make_teacher', 'Method',
-           'get_method', 'poly_factor', 'set_lr', 'DistInfo', 'init_distributed', 'amp_dtype', 'without_masks',
-           'BatchStream', 'forward_model', 'eval_batches', 'predict_user', 'refresh_memory', 'pseudo_mask',
+__all__ = ['DISCS', 'SOURCE_LABEL', 'TARGET_LABEL', 'METHOD_PARAM_RANGES', 'METHODS', 'BAND_PIXELS', 'PREVIOUS_CHECKPOINT',
+           'HEAD_MODULES', 'FROZEN_WITH_HEADS', 'RUN_RESULTS', 'MAX_NONFINITE_AMP', 'RUNTIME_SETTINGS', 'CURVE_PANELS',
+           'masked_ce', 'seg_loss', 'domain_loss', 'entropy_loss', 'maxsquare_loss', 'charbonnier_entropy',
+           'fda_source_to_target', 'tent_entropy', 'weighted_ce', 'confident_share', 'class_mix_masks', 'mic_mask',
+           'ema_update', 'make_teacher', 'Method', 'get_method', 'poly_factor', 'set_lr', 'DistInfo',
+           'init_distributed', 'amp_dtype', 'without_masks', 'BatchStream', 'forward_model', 'eval_batches',
+           'prob_maps', 'full_size_maps', 'predict_user', 'refresh_memory', 'pseudo_mask', 'pseudo_mask_from',
            'PseudoLabels', 'make_pseudo_labels', 'PseudoLabelSet', 'rng_state', 'set_rng_state', 'save_checkpoint',
-           'check_intact', 'load_checkpoint', 'restrict_params', 'delta_state', 'read_weights', 'read_jsonl',
-           'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'start_context', 'TrainingDiverged', 'load_model',
-           'train', 'training_curves', 'plot_training', 'write_tensorboard', 'benchmark_training']
+           'load_checkpoint', 'keep_previous', 'restrict_params', 'delta_state', 'read_weights', 'read_jsonl',
+           'truncate_jsonl', 'read_log', 'Trainer', 'load_weights', 'start_context', 'TrainingDiverged',
+           'has_checkpoint', 'checkpoint_to_resume', 'load_model', 'train', 'training_curves', 'plot_training',
+           'write_tensorboard', 'benchmark_training']
 
 # %% ../nbs/06_train.ipynb #d305d121
 def _unwrap(m: nn.Module) -> nn.Module:
@@ -186,7 +189,14 @@ class Method:
         if unknown:
             raise ConfigError(f"method {self.name!r}: unknown parameter(s) {', '.join(unknown)} "
                               f"(known: {', '.join(sorted(self.params)) or 'none'})")
-        return {**self.params, **{k: float(v) for k, v in kw.items()}}
+        out = dict(self.params)
+        for k, v in kw.items():
+            try: out[k] = float(v)
+            except (TypeError, ValueError): raise ConfigError(f"method {self.name!r}: {k} must be a number, got {v!r}") from None
+            lo, hi, what = METHOD_PARAM_RANGES.get(k, (0.0, math.inf, '>= 0'))
+            if not (math.isfinite(out[k]) and lo <= out[k] <= hi):
+                raise ConfigError(f"method {self.name!r}: {k} must be a finite number {what}, got {v!r}")
+        return out
 
     def configure(self, cfg: RunConfig) -> RunConfig:
         "`cfg` as this method trains: `context_mode='none'` without the group context, the method's own `adapt_params` / `norm_stats`."
@@ -199,6 +209,13 @@ class Method:
             kw['adapt_params'] = self.adapt_params
         if self.norm_stats and cfg.norm_stats != self.norm_stats: kw['norm_stats'] = self.norm_stats
         return cfg.override(**kw) if kw else cfg
+
+# the method parameters with a narrower range than "finite and >= 0" (the loss weights)
+METHOD_PARAM_RANGES = dict(beta=(0.0, 0.5, 'in [0, 0.5] (a share of the spectrum half-width)'),
+                           alpha=(0.0, 1.0 - 1e-12, 'in [0, 1)'), pseudo_threshold=(0.0, 1.0, 'in [0, 1]'),
+                           mask_ratio=(0.0, 1.0, 'in [0, 1]'), iw_ratio=(0.0, 1.0, 'in [0, 1]'),
+                           lr=(1e-300, math.inf, '> 0'), momentum=(0.0, 1.0 - 1e-12, 'in [0, 1)'),
+                           nesterov=(0.0, 1.0, '(0 or 1)'), mask_block=(1.0, math.inf, '>= 1'))
 
 _EMA_PARAMS = dict(alpha=0.999, pseudo_threshold=0.968, lambda_pse=1.0, mix=1.0, mic=0.0, mask_ratio=0.7, mask_block=64.0,
                    lambda_mic=1.0)   # DAFormer's teacher and pseudo-label weight, ClassMix on; MIC's masking off by default
@@ -409,11 +426,36 @@ def _batch_context(net: nn.Module, items: list[dict], groups: torch.Tensor, devi
         mem.update([items[j]['name'] for j in pos], groups[pos], f.float(), pooled.float())
     return mem
 
+BAND_PIXELS = 1_000_000     # above this many pixels (PIS and VOC photos are ~0.2 MP) a photo's maps are restored in row bands of about this size
+
+def prob_maps(prob: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "Arg-max class (H, W) uint8, its probability and the normalised pixel entropy (H, W) float32 of probabilities (C, H, W)."
+    prob = prob.float()
+    return (prob.argmax(0).to(torch.uint8), prob.max(0).values, pixel_entropy(prob.clamp_min(1e-30).log()[None])[0])
+
+def full_size_maps(logits: torch.Tensor, orig_size, band_pixels: int | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    "`prob_maps` of logits (C, h, w) restored (bilinearly) to `orig_size`, without holding (C, H, W) for a photo of more than `band_pixels` (default `BAND_PIXELS`) pixels: there, rows are restored band by band."
+    band_pixels = band_pixels or BAND_PIXELS
+    H, W = (int(v) for v in torch.as_tensor(orig_size).reshape(-1).tolist())
+    if H * W <= band_pixels: return prob_maps(nnf.softmax(restore_size(logits.float(), (H, W)), 0))
+    C, h, w = logits.shape
+    # bilinear resizing (align_corners=False) is separable: the columns at full width once, then the rows of each band
+    cols = nnf.interpolate(logits.float()[None], size=(h, W), mode='bilinear', align_corners=False)[0]
+    pred, conf, ent = torch.empty(H, W, dtype=torch.uint8), torch.empty(H, W), torch.empty(H, W)
+    rows = max(1, band_pixels // W)
+    for r0 in range(0, H, rows):
+        src = ((torch.arange(r0, min(H, r0 + rows), dtype=torch.float32) + 0.5) * (h / H) - 0.5).clamp_min(0)
+        i0 = src.floor().long().clamp_max(h - 1)
+        lam = (src - i0).view(1, -1, 1)
+        band = cols[:, i0] * (1 - lam) + cols[:, (i0 + 1).clamp_max(h - 1)] * lam
+        pred[r0:r0 + len(src)], conf[r0:r0 + len(src)], ent[r0:r0 + len(src)] = prob_maps(nnf.softmax(band, 0))
+    return pred, conf, ent
+
 @torch.no_grad()
 def predict_user(model: nn.Module, ds, eval_size: int | tuple[int, int] = 320, batch_size: int = 8, device=None,
                  memory=None, amp: bool = True, num_workers: int = 0, progress: bool = False,
-                 with_masks: bool = True, only=None, transform: Callable | None = None) -> Iterator[dict]:
-    "Yield, context batch by batch, `name`, `index`, `group`, `prob` (C, H, W) float32 at the photo's full size and `mask` (or None); independent of the list order and of batch-mates' sizes."
+                 with_masks: bool = True, only=None, transform: Callable | None = None, full_prob: bool = True) -> Iterator[dict]:
+    "Yield, context batch by batch, `name`, `index`, `group`, `prob` (C, H, W) float32 at the photo's full size (with `full_prob=False` instead `pred`, `conf`, `entropy` (H, W), restored band by band: `full_size_maps`) and `mask` (or None); independent of the list order and of batch-mates' sizes."
     device = torch.device(device) if device is not None else next(model.parameters()).device
     if not with_masks: ds = without_masks(ds)
     batches, want = eval_batches(ds.names, ds.groups, batch_size), None
@@ -450,8 +492,10 @@ def predict_user(model: nn.Module, ds, eval_size: int | tuple[int, int] = 320, b
                 logits.update(zip(pos, out.main.float()))
             for j in targets:
                 it = items[j]
-                yield dict(name=it['name'], index=it['index'], group=int(it['group']),
-                           prob=nnf.softmax(restore_size(logits[j], it['orig_size']), 0).cpu(), mask=it['mask'])
+                out = dict(name=it['name'], index=it['index'], group=int(it['group']), mask=it['mask'])
+                if full_prob: out['prob'] = nnf.softmax(restore_size(logits[j], it['orig_size']), 0).cpu()
+                else: out.update(zip(('pred', 'conf', 'entropy'), full_size_maps(logits[j].cpu(), it['orig_size'])))
+                yield out
     finally: model.train(was_training)
 
 # %% ../nbs/06_train.ipynb #a132897c
@@ -471,10 +515,12 @@ def refresh_memory(model: nn.Module, memory: GroupMemory, ds, eval_size: int = 3
 # %% ../nbs/06_train.ipynb #3404b014
 def pseudo_mask(prob: torch.Tensor, pixel_keep: float = 0.8, min_prob: float = 0.0) -> tuple[np.ndarray, float]:
     "Pseudo label (H, W) uint8 of one photo from its probabilities (C, H, W), and the photo's mean normalised entropy."
+    return pseudo_mask_from(*prob_maps(prob), pixel_keep, min_prob)
+
+def pseudo_mask_from(lab: torch.Tensor, conf: torch.Tensor, ent: torch.Tensor, pixel_keep: float = 0.8,
+                     min_prob: float = 0.0) -> tuple[np.ndarray, float]:
+    "`pseudo_mask` from a photo's `prob_maps` (arg-max class, its probability, normalised entropy; all (H, W))."
     if not 0 < pixel_keep <= 1: raise ValueError(f"pixel_keep must be in (0, 1], got {pixel_keep}")
-    prob = prob.float()
-    ent = pixel_entropy(prob.clamp_min(1e-30).log()[None])[0]
-    conf, lab = prob.max(0)
     keep = torch.zeros_like(lab, dtype=torch.bool)
     for c in lab.unique().tolist():
         sel = lab == c
@@ -519,8 +565,9 @@ def make_pseudo_labels(model: nn.Module, user_ds, ratio: float, out_dir, pixel_k
     if not 0 < ratio <= 1: raise ValueError(f"ratio must be in (0, 1], got {ratio}")
     out_dir = _pseudo_out(out_dir, user_ds.root); out_dir.mkdir(parents=True, exist_ok=True)
     rows, masks = [], {}
-    for p in predict_user(model, user_ds, eval_size, batch_size, device, memory, amp, progress=progress, with_masks=False):
-        m, score = pseudo_mask(p['prob'], pixel_keep, min_prob)
+    for p in predict_user(model, user_ds, eval_size, batch_size, device, memory, amp, progress=progress, with_masks=False,
+                          full_prob=False):
+        m, score = pseudo_mask_from(p['pred'], p['conf'], p['entropy'], pixel_keep, min_prob)
         masks[p['index']] = m
         rows.append(dict(name=p['name'], index=p['index'], group=p['group'], mean_entropy=score,
                          labelled_fraction=float((m != IGNORE_INDEX).mean())))
@@ -579,28 +626,31 @@ def save_checkpoint(obj: dict, path) -> Path:
     with atomic_write(path, 'wb') as f: torch.save(obj, f)
     return Path(path)
 
-def check_intact(path) -> Path:
-    "`path` when every member of its zip container (`torch.save`'s format) matches its CRC-32; else a `PisError` naming the file as damaged."
-    import zipfile
-    path = Path(path)
-    if not zipfile.is_zipfile(path):
-        raise PisError(f"{path}: cannot load checkpoint: not a torch.save file (truncated, or another kind of file)")
-    try:
-        with zipfile.ZipFile(path) as z: bad = z.testzip()
-    except zipfile.BadZipFile as e: bad = f"its zip structure ({e})"
-    except OSError as e: raise PisError(f"{path}: cannot read ({e.strerror or e})") from None
-    if bad is not None:
-        raise PisError(f"{path}: damaged — {bad} does not match its checksum (a bad disk, copy or download); restore the "
-                       "file from a copy, or retrain (nothing was loaded)")
-    return path
-
 def load_checkpoint(path, map_location='cpu') -> dict:
-    "A checkpoint written by `save_checkpoint`, checked intact (`check_intact`) and loaded with `weights_only=True`; a `PisError` naming the file if damaged or unreadable."
+    "A checkpoint written by `save_checkpoint`, checked intact (`check_intact`) and loaded with `weights_only=True` (`load_tensors`); a `PisError` naming the file if missing, damaged or unreadable."
     path = Path(path)
     if not path.is_file(): raise PisError(f"{path}: no such checkpoint")
-    check_intact(path)      # torch.load does not verify the zip checksums: garbled bytes would load as garbage weights
-    try: return torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise PisError(f"{path}: cannot load checkpoint ({type(e).__name__}: {e})") from None
+    return load_tensors(path, 'checkpoint', map_location)
+
+def _with_weights(ck, path: Path) -> dict:
+    "`ck` when it is a dict holding network weights (`model`), as every file the trainer writes; else a `PisError` naming `path`."
+    if not isinstance(ck, dict) or not isinstance(ck.get('model'), dict):
+        raise PisError(f"{path}: not a pis-nb checkpoint (it holds {type(ck).__name__} "
+                       f"{sorted(ck)[:6] if isinstance(ck, dict) else ''} without network weights); use a file the kit wrote")
+    return ck
+
+PREVIOUS_CHECKPOINT = 'checkpoint.prev.pt'
+
+def keep_previous(path) -> Path | None:
+    "Before `path` is rewritten: keep its current file as `checkpoint.prev.pt` beside it (a hard link where the file system has them, so it costs no space until `path` is replaced); returns the kept file."
+    path = Path(path)
+    if not path.is_file(): return None
+    prev, tmp = path.with_name(PREVIOUS_CHECKPOINT), path.with_name(f'.{PREVIOUS_CHECKPOINT}.tmp')
+    tmp.unlink(missing_ok=True)
+    try: os.link(path, tmp)
+    except OSError: shutil.copyfile(path, tmp)     # no hard links here (FAT, some network shares): a copy
+    os.replace(tmp, prev)
+    return prev
 
 # %% ../nbs/06_train.ipynb #39eff3b2
 HEAD_MODULES = ('context', 'classifier', 'aux_head')   # adapt_params='heads': everything after the encoder
@@ -636,7 +686,7 @@ def read_weights(path, map_location='cpu', source=None) -> dict:
     "A weights file (`model.pt`, `best.pt`, a shipped model) as a full checkpoint: a per-user delta is rebuilt on its source model (`source`, default: the recorded one), checked by SHA-256."
     from pis_nb.cli import file_sha256
     path = Path(path)
-    ck = load_checkpoint(path, map_location)
+    ck = _with_weights(load_checkpoint(path, map_location), path)
     d = ck.get('delta')
     if not d: return ck
     src = Path(source) if source is not None else _delta_source_path(path, ck)
@@ -671,12 +721,26 @@ class _StopFlag:
 
 # %% ../nbs/06_train.ipynb #1647765c
 def read_jsonl(path) -> list[dict]:
-    "The records of a JSON-lines file (a truncated last line, from a crash, is skipped)."
+    "The records of a JSON-lines file: a truncated last line (a crash mid-write) is skipped, a garbled line elsewhere is skipped with a warning naming it; a binary file is a `PisError`."
     path, out = Path(path), []
     if not path.exists(): return out
-    for line in path.read_text(encoding='utf-8').splitlines():
-        with contextlib.suppress(json.JSONDecodeError):
-            if line.strip(): out.append(json.loads(line))
+    data = path.read_bytes()
+    try:
+        if b'\0' in data: raise UnicodeDecodeError('utf-8', data, 0, 1, 'NUL byte')
+        lines = data.decode('utf-8').splitlines()
+    except UnicodeDecodeError:
+        raise PisError(f"{path}: damaged (binary data, not JSON lines); restore it, or move it away to start the log "
+                       "afresh (its records are then lost)") from None
+    bad = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip(): continue
+        try: rec = json.loads(line)
+        except json.JSONDecodeError: rec = None
+        if isinstance(rec, dict): out.append(rec)
+        elif n < len(lines): bad.append(n)    # not the last line: not a crash mid-write but damage
+    if bad:
+        warnings.warn(f"{path}: {len(bad)} damaged line(s) skipped (line {', '.join(map(str, bad[:5]))}"
+                      f"{', …' if len(bad) > 5 else ''}); the records there are lost", stacklevel=2)
     return out
 
 def truncate_jsonl(path, step: int) -> None:
@@ -751,7 +815,7 @@ class Trainer:
         self.select_metric = select_metric or ('fiou' if cfg.fiou_variant == 'paper' else 'fiou_released')
         self.eval_fn = eval_fn
         self.save_every, self.progress, self.deterministic = int(save_every), progress, deterministic
-        if not resume and (self.run_dir/'checkpoint.pt').exists():
+        if not resume and has_checkpoint(self.run_dir):
             raise PisError(f"{self.run_dir}: already holds a run (checkpoint.pt); continue it with "
                            "Trainer.resume(run_dir), or train in another folder")
         # results of an earlier run that cannot be continued (no checkpoint) are the user's: never delete them
@@ -1149,9 +1213,12 @@ def state_dict(self: Trainer) -> dict:
 
 @patch
 def save_checkpoint(self: Trainer) -> Path | None:
-    "Write `checkpoint.pt` atomically (rank 0; other ranks wait)."
+    "Write `checkpoint.pt` atomically, keeping the one it replaces as `checkpoint.prev.pt` (rank 0; other ranks wait)."
     path = self.run_dir/'checkpoint.pt'
-    if self.dist.main: save_checkpoint(self.state_dict(), path)
+    if self.dist.main:
+        # a damaged latest checkpoint then costs the steps since the one before, not the run (same step: no new one)
+        if getattr(self, '_saved_step', None) != self.step: keep_previous(path)
+        save_checkpoint(self.state_dict(), path)
     if self.dist.world_size > 1: dist.barrier()
     self._saved_step = self.step
     return path
@@ -1169,6 +1236,23 @@ def load_state_dict(self: Trainer, ck: dict) -> None:
     self.step, self.elapsed, self.best = int(ck['step']), float(ck['elapsed']), ck.get('best')
     self._positions = {k: dict(v) for k, v in ck['streams'].items()}
     set_rng_state(ck['rng'])
+
+def has_checkpoint(run_dir) -> bool:
+    "Whether `run_dir` holds a checkpoint to continue from (`checkpoint.pt`, or the previous one kept beside it)."
+    return any((Path(run_dir)/n).is_file() for n in ('checkpoint.pt', PREVIOUS_CHECKPOINT))
+
+def checkpoint_to_resume(run_dir) -> Path:
+    "`checkpoint.pt` when intact; when it is damaged or missing and `checkpoint.prev.pt` is intact, that one (the damaged file is kept as `checkpoint.pt.damaged`); else a `PisError` naming the file."
+    run_dir = Path(run_dir)
+    latest, prev = run_dir/'checkpoint.pt', run_dir/PREVIOUS_CHECKPOINT
+    if not prev.is_file(): return check_intact(latest) if latest.is_file() else load_checkpoint(latest)
+    if latest.is_file():
+        try: return check_intact(latest)
+        except PisError as e:
+            check_intact(prev)
+            os.replace(latest, latest.with_name('checkpoint.pt.damaged'))    # kept for a look; never loaded
+            warnings.warn(f"{e}: moved aside as checkpoint.pt.damaged")
+    return check_intact(prev)
 
 def _load_run(run_dir) -> tuple[RunConfig, dict]:
     "The `config.json` and `run.json` of a run folder."
@@ -1188,13 +1272,24 @@ def resume(cls: Trainer, run_dir, eval_fn: Callable | None = None, progress: boo
     run_dir = Path(run_dir)
     cfg, info = _load_run(run_dir)
     cfg = cfg.override(**{k: v for k, v in dict(device=device, num_workers=num_workers).items() if v is not None})
-    ck = load_checkpoint(run_dir/'checkpoint.pt')
+    path = checkpoint_to_resume(run_dir)
+    ck = _with_weights(load_checkpoint(path), path)
+    if (ck.get('method'), ck.get('stage')) != (info['method'], info['stage']) or not {'opt', 'streams', 'rng', 'step'} <= set(ck):
+        raise PisError(f"{path}: not this run's checkpoint (it holds {ck.get('method')}/{ck.get('stage')}"
+                       f"{'' if 'opt' in ck else ' weights without a training state'}, run.json says "
+                       f"{info['method']}/{info['stage']}); put the run's own checkpoint back, or train in a new folder")
     t = cls.__new__(cls)
     t._setup(cfg, run_dir, info['method'], info['stage'], info['target_user'], info['target_list'], None,
              info['method_kw'], info['memory'], info['min_prob'], eval_fn, info['eval_every'],
              info['select_metric'], info['save_every'], progress, info['deterministic'], resume=True)
     t.init, t.delta_source = info.get('init'), info.get('delta_source')
-    t.load_state_dict(ck)
+    try: t.load_state_dict(ck)
+    except (KeyError, RuntimeError, ValueError, TypeError) as e:     # the tensors of another network or optimiser
+        raise PisError(f"{path}: does not fit this run's networks ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
+                       "put the run's own checkpoint back, or train in a new folder") from None
+    if path.name == PREVIOUS_CHECKPOINT:
+        warnings.warn(f"{run_dir}: resuming from {PREVIOUS_CHECKPOINT} (step {t.step}): checkpoint.pt was damaged or "
+                      "missing; the steps after it are trained again")
     t._saved_step = t.step
     if t.dist.main:
         for name in ('log.jsonl', 'eval.jsonl'): truncate_jsonl(run_dir/name, t.step)
@@ -1394,6 +1489,7 @@ def _finish(self: Trainer) -> None:
             selected = self.best['step']
             weights = dict(adapt_params=self.cfg.adapt_params, file_bytes=(self.run_dir/'model.pt').stat().st_size)
         else: weights = self._save_weights(self.run_dir/'model.pt')
+        (self.run_dir/PREVIOUS_CHECKPOINT).unlink(missing_ok=True)   # finished: checkpoint.pt and model.pt are what stays
     if self.dist.world_size > 1: dist.barrier()
     self._write_summary('finished', selected_step=selected, best=self.best, weights=weights)
 
@@ -1418,7 +1514,7 @@ def train(cfg: RunConfig, run_dir, method: str = 'ours', stage: int = 1, resume:
           num_steps: int | None = None, **kw) -> Trainer:
     "Train `method` (stage 1 or 2) in `run_dir`, continuing the run there if it has a checkpoint (same settings required); returns the trainer (`.status`, `.summary`)."
     with run_lock(run_dir, 'a training run'):     # one writer per run folder: a second process stops here
-        if resume and (Path(run_dir)/'checkpoint.pt').exists():
+        if resume and has_checkpoint(run_dir):
             saved, info = _load_run(run_dir)
             m = get_method(method)
             mine = m.configure(cfg)

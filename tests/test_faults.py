@@ -86,7 +86,8 @@ def test_a_second_train_on_a_busy_folder_stops(trained, capsys):
                                        (['--save-every', '0'], '--save-every: must be >= 1'),
                                        (['--set', 'lr=nan'], 'lr must be a finite number'),
                                        (['--set', 'betas_d=0.9'], 'betas_d must be two numbers'),
-                                       (['--set', 'device=mps'], "device must be empty (automatic), cpu, cuda or cuda:N")])
+                                       (['--set', 'device=mps'], "device must be empty (automatic), cpu, cuda or cuda:N"),
+                                       (['--method', 'fda', '--param', 'beta=nan'], "method 'fda': beta must be a finite number in [0, 0.5]")])
 def test_bad_training_flags_are_one_line(tmp_path, flags, msg, capsys):
     "Out-of-range flags and settings stop `train` before anything is written, with one line naming the flag or setting."
     assert main(['train', str(tmp_path/'run'), '--method', 'source', '--quiet', *flags]) == 2
@@ -138,3 +139,221 @@ def test_a_damaged_checkpoint_is_refused(trained, capsys):
     err = capsys.readouterr().err.strip()
     assert 'model.pt: damaged' in err and len(err.splitlines()) == 1, err
     assert not (run/'eval').exists()
+
+
+def _garble(path: Path) -> None:
+    "64 garbled bytes in the middle of `path` (a bad disk or copy)."
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2: len(raw) // 2 + 64] = bytes(range(64))
+    path.write_bytes(raw)
+
+
+def test_a_damaged_latest_checkpoint_resumes_from_the_previous(trained, capsys):
+    "The previous checkpoint is kept: with checkpoint.pt damaged, `train` says so, resumes from checkpoint.prev.pt and ends with the very model an unbroken run makes."
+    import torch
+    run, _, opts = trained
+    more = [*opts, '--set', 'num_steps=4', '--save-every', '1']
+    assert main(['train', str(run.parent/'unbroken'), '--method', 'source', '--quiet', *more]) == 0
+    assert not (run.parent/'unbroken'/'checkpoint.prev.pt').exists()     # a finished run keeps one checkpoint
+    broken = run.parent/'broken'
+    assert main(['train', str(broken), '--method', 'source', '--quiet', *more, '--steps', '3']) == 0   # paused at step 3
+    assert torch.load(broken/'checkpoint.prev.pt', weights_only=True)['step'] == 2
+    _garble(broken/'checkpoint.pt')
+    capsys.readouterr()
+    assert main(['train', str(broken), '--method', 'source', '--quiet', *more]) == 0
+    err = capsys.readouterr().err
+    assert 'checkpoint.pt: damaged' in err and 'resuming from checkpoint.prev.pt (step 2)' in err, err
+    assert (broken/'checkpoint.pt.damaged').is_file() and not (broken/'checkpoint.prev.pt').exists()
+    a = torch.load(run.parent/'unbroken'/'model.pt', weights_only=True)['model']
+    b = torch.load(broken/'model.pt', weights_only=True)['model']
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert [r['step'] for r in __import__('pis_nb.train', fromlist=['x']).read_jsonl(broken/'log.jsonl')] == [1, 2, 3, 4]
+
+
+class _Payload:
+    "A pickled object: what torch.load(weights_only=True) refuses."
+
+
+@pytest.mark.parametrize('kind,msg', [('empty', 'not a pis-nb checkpoint (it holds dict [] without network weights)'),
+                                      ('other-method', "not this run's checkpoint (it holds advent/1"),
+                                      ('weights-only', "not this run's checkpoint (it holds source/1 weights without a training state"),
+                                      ('pickle', 'not a checkpoint the kit opens: it holds Python objects')])
+def test_a_checkpoint_from_elsewhere_is_one_line(trained, capsys, kind, msg):
+    "A checkpoint.pt that is not this run's (empty, of another method, a weights file, a pickle) stops `train` with one line; nothing changes."
+    import torch
+    run, _, opts = trained
+    ck = torch.load(run/'checkpoint.pt', weights_only=True)
+    obj = dict(empty={}, pickle={'model': _Payload()}, **{'other-method': {**ck, 'method': 'advent'},
+               'weights-only': torch.load(run/'model.pt', weights_only=True)})[kind]
+    torch.save(obj, run/'checkpoint.pt')
+    before = _digests(run)
+    capsys.readouterr()
+    assert main(['train', str(run), '--method', 'source', '--quiet', *opts]) == 2
+    err = capsys.readouterr().err.strip()
+    assert msg in err and 'checkpoint.pt' in err and len(err.splitlines()) == 1, err
+    assert 'weights_only=False' not in err
+    assert _digests(run) == before
+
+
+def test_a_damaged_log_is_named_on_resume(trained, capsys):
+    "A garbled line inside log.jsonl is a warning naming it when the run resumes; a binary log.jsonl is a one-line error."
+    run, _, opts = trained
+    paused = run.parent/'paused'
+    more = [*opts, '--set', 'num_steps=3']
+    assert main(['train', str(paused), '--method', 'source', '--quiet', *more, '--steps', '2']) == 0
+    lines = (paused/'log.jsonl').read_text().splitlines()
+    (paused/'log.jsonl').write_text(lines[0][:-5] + '#garbled\n' + lines[1] + '\n')
+    capsys.readouterr()
+    assert main(['train', str(paused), '--method', 'source', '--quiet', *more]) == 0
+    err = capsys.readouterr().err
+    assert 'log.jsonl: 1 damaged line(s) skipped (line 1)' in err, err
+    second = run.parent/'second'
+    assert main(['train', str(second), '--method', 'source', '--quiet', *more, '--steps', '1']) == 0
+    (second/'log.jsonl').write_bytes(b'\x00\x01\xffPK binary')
+    before = _digests(second)
+    capsys.readouterr()
+    assert main(['train', str(second), '--method', 'source', '--quiet', *more]) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'log.jsonl: damaged (binary data, not JSON lines)' in err and len(err.splitlines()) == 1, err
+    assert _digests(second) == before
+
+
+def test_damaged_tables_are_one_line_and_a_cut_table_is_said(trained, capsys):
+    "A binary results.csv or classes.csv stops `report` with one line naming it; one cut short mid-row is reported with a warning."
+    run, user, opts = trained
+    assert main(['eval', str(run), '--user', str(user.root), '--quiet']) == 0
+    res = run/'eval'/'results.csv'
+    good = res.read_bytes()
+    res.write_bytes(good[:-7])                         # cut short while it was copied
+    capsys.readouterr()
+    assert main(['report', str(run), '--out', str(run.parent/'rep')]) == 0
+    assert 'results.csv: this results table ends mid-row' in capsys.readouterr().err
+    res.write_bytes(good)
+    for path, data in ((res, b'\x89PNG\x00\x00binary'), (run/'eval'/user.root.name/'classes.csv', b'\x00\x00')):
+        keep = path.read_bytes()
+        path.write_bytes(data)
+        assert main(['report', str(run), '--out', str(run.parent/'rep2')]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f'{path.name}: this' in err and 'damaged (binary data, not CSV text)' in err and len(err.splitlines()) == 1, err
+        path.write_bytes(keep)
+    res.write_bytes(good)
+
+
+def test_a_full_disk_is_one_line_and_keeps_the_checkpoint(trained, capsys, monkeypatch):
+    "torch.save failing for want of space ('unexpected pos') is one line naming the file and the disk; the earlier checkpoint stays."
+    import torch
+    run, _, opts = trained
+    paused = run.parent/'paused'
+    more = [*opts, '--set', 'num_steps=3']
+    assert main(['train', str(paused), '--method', 'source', '--quiet', *more, '--steps', '1']) == 0
+    before = (paused/'checkpoint.pt').read_bytes()
+    def full(obj, f, *a, **k):
+        f.write(b'PK\x03\x04 half'); raise RuntimeError('[enforce fail at inline_container.cc:778] . unexpected pos 576 vs 474')
+    monkeypatch.setattr(torch, 'save', full)
+    capsys.readouterr()
+    assert main(['train', str(paused), '--method', 'source', '--quiet', *more]) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'checkpoint.pt: not written: the disk is full' in err and 'the earlier checkpoint.pt is unchanged' in err, err
+    assert len(err.splitlines()) == 1, err
+    assert (paused/'checkpoint.pt').read_bytes() == before
+    assert not list(paused.glob('.*.tmp'))
+
+
+def test_links_out_of_the_photo_folder_are_refused_everywhere(trained, tmp_path, capsys):
+    "A photo that is a link to a file outside the user's folder: `check`, `train`, `eval` and `cluster` all refuse it, naming the link."
+    run, user, opts = trained
+    outside = tmp_path/'elsewhere.jpg'
+    name = user.names[2]
+    link = user.root/'JPEGImages'/f'{name}.jpg'
+    shutil.move(link, outside)
+    link.symlink_to(outside)
+    for argv in (['check', str(user.root)],
+                 ['train', str(tmp_path/'r2'), '--method', 'ours', '--user', str(user.root), '--quiet', *opts,
+                  '--init', str(run)],
+                 ['eval', str(run), '--user', str(user.root), '--quiet'],
+                 ['cluster', str(user.root), '--k', '2', '--embedder', 'colour-texture', '--quiet', '--overwrite']):
+        capsys.readouterr()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert f'{name}.jpg' in err and ('outside the data folder' in err or 'not inside the folder' in err), (argv, err)
+        assert len(err.splitlines()) == 1, (argv, err)
+
+
+def test_cluster_writes_lists_elsewhere(trained, tmp_path, capsys):
+    "`cluster --list-dir` leaves the photo folder as it was: the list and the feature cache go to the folder given, and the list reads back."
+    from pis_nb.data import UserDataset
+    _, user, _ = trained
+    before = _digests(user.root)
+    out = tmp_path/'lists'
+    assert main(['cluster', str(user.root), '--k', '2', '--embedder', 'colour-texture', '--quiet', '--list-dir', str(out)]) == 0
+    assert _digests(user.root) == before and not (user.root/'.pis_cache').exists()
+    assert (out/'train_cluster2.txt').is_file() and list((out/'.pis_cache').glob('features-*.npz'))
+    ds = UserDataset(user.root, str(out/'train_cluster2.txt'))
+    assert sorted(ds.names) == sorted(user.names) and set(ds.groups.tolist()) == {0, 1}
+    assert main(['cluster', str(user.root.parent), '--k', '2', '--embedder', 'colour-texture', '--quiet',
+                 '--list-dir', str(tmp_path/'many')]) == 0
+    assert (tmp_path/'many'/user.root.name/'train_cluster2.txt').is_file() and _digests(user.root) == before
+
+
+def test_a_nan_feature_cache_is_rebuilt(trained, capsys):
+    "Cached feature vectors holding NaN are dropped with a warning naming the cache and recomputed; clustering goes on."
+    import numpy as np
+    _, user, _ = trained
+    argv = ['cluster', str(user.root), '--k', '2', '--embedder', 'colour-texture', '--quiet', '--overwrite']
+    assert main(argv) == 0
+    cache = next((user.root/'.pis_cache').glob('features-*.npz'))
+    with np.load(cache) as z: d = {k: z[k] for k in z.files}
+    d['features'][:] = np.nan
+    np.savez(cache, **d)
+    capsys.readouterr()
+    assert main(argv) == 0
+    err = capsys.readouterr().err
+    assert f'{cache.name}: {len(user.names)} cached feature vector(s) hold NaN' in err, err
+    with np.load(cache) as z: assert np.isfinite(z['features']).all()
+
+
+def test_big_photos_are_scored_band_by_band(trained, monkeypatch):
+    "Restoring a prediction band by band (photos above BAND_PIXELS) scores as restoring it whole, and never holds (C, H, W) of the photo."
+    import pis_nb.train as T
+    from pis_nb.evaluate import evaluate_user
+    run, user, _ = trained
+    model, mem = T.load_model(run)
+    whole = evaluate_user(model, user.root, eval_size=16)
+    H, W = user.size
+    monkeypatch.setattr(T, 'BAND_PIXELS', 2 * W)         # every test photo is "big": two rows a band
+    shapes, real = [], T.prob_maps
+    monkeypatch.setattr(T, 'prob_maps', lambda prob: (shapes.append(tuple(prob.shape)), real(prob))[1])
+    monkeypatch.setattr(T, 'restore_size', lambda *a, **k: pytest.fail('a whole (C, H, W) restored'))
+    banded = evaluate_user(model, user.root, eval_size=16)
+    for k, v in whole.metrics.items(): assert abs(v - banded.metrics[k]) < 1e-6, (k, v, banded.metrics[k])
+    assert shapes and all(s[1] <= 2 and s[2] == W for s in shapes), shapes   # softmax only ever over a band of rows
+
+
+def test_the_big_photo_benchmark_runs(tmp_path):
+    "benchmarks/bigphoto.py at a smoke size: both ways measured, the same arg-max map, figures printed."
+    import subprocess, sys
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, str(root/'benchmarks'/'bigphoto.py'), '--sizes', '1200x1000', '--bands-only'],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    rows = [l.split() for l in out.stdout.splitlines() if l.strip().startswith('1200x1000')]
+    assert [r[2] for r in rows] == ['whole', 'bands'] and all(float(r[3]) > 0 for r in rows), out.stdout
+    assert rows[1][5:] == ['100.0000', '%', 'of', 'pixels'], out.stdout
+
+
+def test_a_read_only_photo_folder_points_to_list_dir(trained, capsys, monkeypatch):
+    "`cluster` on a folder it may not write (simulated: root writes anywhere) is one line saying so and naming --list-dir."
+    import errno, tempfile
+    _, user, _ = trained
+    for name in ('mkstemp', 'TemporaryFile'):
+        def refuse(*a, dir=None, _real=getattr(tempfile, name), **k):
+            if dir is not None and Path(dir).resolve().is_relative_to(user.root.resolve()):
+                raise PermissionError(errno.EACCES, 'Permission denied')
+            return _real(*a, dir=dir, **k)
+        monkeypatch.setattr(tempfile, name, refuse)
+    before = _digests(user.root)
+    capsys.readouterr()
+    assert main(['cluster', str(user.root), '--k', '2', '--embedder', 'colour-texture', '--quiet', '--overwrite']) == 2
+    err = capsys.readouterr().err.strip()
+    assert f'{user.root}: cannot write the group list here (Permission denied' in err and '--list-dir DIR' in err, err
+    assert len(err.splitlines()) == 1 and _digests(user.root) == before      # refused before embedding: no cache either

@@ -364,7 +364,7 @@ def test_corrupt_cached_weights_are_reported(tmp_path, monkeypatch):
     path = cached_weights_path(ResNet50_Weights.IMAGENET1K_V1)
     path.parent.mkdir(parents=True)
     path.write_bytes(b'not a checkpoint')
-    with pytest.raises(PisError, match='cannot read the cached ImageNet weights'):
+    with pytest.raises(PisError, match='cannot load cached ImageNet weights file'):
         PISNet(backbone='resnet50', pretrained=True)
 
 
