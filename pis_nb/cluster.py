@@ -554,7 +554,8 @@ def _list_line(rel_image: str, rel_mask: str, group: int) -> str:
 
 def _rel(path: Path, root: Path) -> str:
     "`/`-prefixed POSIX path of `path` relative to `root`."
-    try: return '/' + Path(path).resolve().relative_to(Path(root).resolve()).as_posix()
+    # as the datasets read it: by where it is listed, links followed only where the dataset follows them
+    try: return '/' + Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
     except ValueError: raise ClusterError(f"{path}: file is not inside the folder {root}") from None
 
 def check_listable(paths, root) -> None:

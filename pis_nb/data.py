@@ -295,6 +295,7 @@ def resolve_path(root, rel: str, where: str | None = None) -> Path:
 # %% ../nbs/01_data.ipynb #0a197e21
 class _PhotoSet(Dataset):
     "Photos with optional masks and group ids, validated on construction (base of `UserDataset` and `VOCSource`)."
+    follow_links = False     # a user's folder: a link to a file outside it is refused (its photos are what it holds)
     def __init__(self, root, transform=None, skip_bad: bool = False):
         self.root, self.transform, self.skip_bad = Path(root), transform, skip_bad
         self.image_paths, self.mask_paths, self.names, self.sizes, self._groups = [], [], [], [], []
@@ -313,7 +314,8 @@ class _PhotoSet(Dataset):
         except PisError as e: self._skip(image, e)
 
     def _check_inside(self, path: Path, pre: str = '') -> None:
-        "Raise naming `path` when it is in the data folder but a link to a file outside it (one rule with `pis-nb cluster`, which lists only files inside it)."
+        "Raise naming `path` when it is in the data folder but a link to a file outside it (unless `follow_links`: the source set)."
+        if self.follow_links: return
         real, root = path.resolve(), self.root.resolve()
         if Path(os.path.abspath(path)).is_relative_to(os.path.abspath(self.root)) and not real.is_relative_to(root):
             raise DatasetError(f"{pre}{path}: a link to {real}, outside the data folder {root}; the kit reads only "
@@ -460,6 +462,7 @@ def list_users(personal_root) -> list[str]:
 # %% ../nbs/01_data.ipynb #4da44415
 class VOCSource(_PhotoSet):
     "PASCAL VOC 2012 + SBD photos named by `list_file`, masks from `SegmentationClassAug/` else `SegmentationClass/`; validated on construction."
+    follow_links = True      # VOC is set up by hand (SegmentationClassAug is often a link to where it was unpacked)
     def __init__(self, voc2012_root, list_file='train_aug.txt', skip_bad: bool = False,
                  transform: Callable | None = None, require_masks: bool = True):
         root = Path(voc2012_root)

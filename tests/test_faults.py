@@ -357,3 +357,19 @@ def test_a_read_only_photo_folder_points_to_list_dir(trained, capsys, monkeypatc
     err = capsys.readouterr().err.strip()
     assert f'{user.root}: cannot write the group list here (Permission denied' in err and '--list-dir DIR' in err, err
     assert len(err.splitlines()) == 1 and _digests(user.root) == before      # refused before embedding: no cache either
+
+
+def test_the_source_set_follows_links(data_voc, tmp_path, capsys):
+    "VOC is arranged by hand: a SegmentationClassAug linked in from where it was unpacked is read, and `cluster --source` lists it."
+    import numpy as np
+    from pis_nb.data import VOCSource, read_mask
+    aug = data_voc.root/'SegmentationClassAug'
+    shutil.move(aug, tmp_path/'unpacked-aug')
+    aug.symlink_to(tmp_path/'unpacked-aug', target_is_directory=True)
+    ds = VOCSource(data_voc.root, 'train_aug.txt')
+    assert ds.names == data_voc.names[:4]
+    assert all(np.array_equal(read_mask(m), data_voc.labels[n]) for n, m in zip(ds.names, ds.mask_paths))
+    assert main(['cluster', str(data_voc.root), '--list', 'train_aug.txt', '--k', '2', '--embedder', 'colour-texture',
+                 '--quiet']) == 0, capsys.readouterr().err
+    lines = (data_voc.root/'train_aug_cluster2.txt').read_text().splitlines()
+    assert len(lines) == 4 and all(l.split()[1].startswith('/SegmentationClassAug/') for l in lines), lines
