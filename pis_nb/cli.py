@@ -92,6 +92,9 @@ def _cluster_source(args, cfg: RunConfig, root: Path) -> int:
     voc = _voc_folder(root)
     if voc is None: raise PisError(f"{root}: not a VOC2012 folder (JPEGImages/ with ImageSets/, SegmentationClassAug/ "
                                    f"or train_aug.txt)")
+    if args.list_dir:
+        raise PisError(f"cluster: --list-dir is for users' folders; a source group list goes in {voc}, where "
+                       "source_list= finds it")
     r = cluster.cluster_source(voc, args.k if args.k is not None else 'released', list_file=args.list or 'train_aug.txt',
                                embedder=args.embedder or cfg.embedder, seed=cfg.seed, overwrite=args.overwrite,
                                n_init=cfg.cluster_n_init, normalize=cfg.cluster_normalize, progress=not args.quiet)

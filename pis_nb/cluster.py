@@ -19,7 +19,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 from .core import (PisError, VOC_CLASSES, NUM_CLASSES, atomic_write, colorize, default_device, load_tensors, on_click,
                          png_bytes, voc_palette)
-from .data import (UserDataset, VOCSource, read_image, read_mask, list_users, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet)
+from .data import (UserDataset, VOCSource, read_image, read_mask, list_users, listed_in, IMAGENET_MEAN, IMAGENET_STD, _PhotoSet)
 
 # %% auto #0
 __all__ = ['EMBEDDERS', 'CACHE_DIRNAME', 'RELEASED_SOURCE_GROUPS', 'VOC_TRAIN_AUG_SIZE', 'COLOUR_BY', 'WeightsError',
@@ -555,8 +555,9 @@ def _list_line(rel_image: str, rel_mask: str, group: int) -> str:
 def _rel(path: Path, root: Path) -> str:
     "`/`-prefixed POSIX path of `path` relative to `root`."
     # as the datasets read it: by where it is listed, links followed only where the dataset follows them
-    try: return '/' + Path(os.path.abspath(path)).relative_to(os.path.abspath(root)).as_posix()
-    except ValueError: raise ClusterError(f"{path}: file is not inside the folder {root}") from None
+    rel = listed_in(path, root)
+    if rel is None: raise ClusterError(f"{path}: file is not inside the folder {root}")
+    return '/' + rel.as_posix()
 
 def check_listable(paths, root) -> None:
     "Raise `ClusterError` naming the first of `paths` whose path under `root` a list line cannot hold (whitespace: the columns are space-separated)."
@@ -661,15 +662,15 @@ def _cluster(ds, who: str, k, embedder, seed: int, k_range, cache_dir, progress:
     return ClusterResult(ds.root, list(ds.names), list(ds.image_paths), list(ds.mask_paths), labels,
                          int(labels.max()) + 1, feats, emb.name, k, seed, silhouette(X, labels), curve)
 
-def _check_writable(folder: Path) -> None:
-    "A `ClusterError` naming `folder` when no file can be created in it (a read-only photo folder), pointing to `list_dir`."
+def _check_writable(folder: Path, hint: str = "write the list elsewhere: list_dir= (CLI: --list-dir DIR)") -> None:
+    "A `ClusterError` naming `folder` when no file can be created in it (a read-only photo folder), with `hint` (default: `list_dir`)."
     import tempfile
     if not folder.is_dir(): return            # created when the list is written
     try:
         with tempfile.TemporaryFile(dir=folder): pass
     except OSError as e:
         raise ClusterError(f"{folder}: cannot write the group list here ({e.strerror}: a read-only folder, or one that is "
-                           "not yours); nothing was written; write the list elsewhere: list_dir= (CLI: --list-dir DIR)") from None
+                           f"not yours); nothing was written; {hint}") from None
 
 def cluster_user(user_root, k: int | str = 80, embedder='imagenet-resnet50', seed: int = 0, k_range=None,
                  list_name: str | None = None, cache_dir=None, progress: bool = True, photos_list: str | None = None,
@@ -704,6 +705,7 @@ def cluster_source(voc_root, k: int | str = 'released', list_file: str = 'train_
                    device=None, write: bool = True, overwrite: bool = False) -> ClusterResult:
     "Group the source photos of `list_file` for group-aware source batches: K groups (`'released'`: the released code's ~21 photos a group, 500 on VOC; an integer; or `'auto'`), written with their masks as `<list>_cluster{K}.txt` in the VOC2012 folder."
     ds = VOCSource(voc_root, list_file)
+    if write: _check_writable(ds.root, "the source group list belongs beside its list: make the VOC2012 folder writable")
     who = f"{ds.root.name}:{Path(ds.list_file).name}"
     if k == 'released': k = released_source_k(len(ds))
     res = _cluster(ds, who, k, embedder, seed, k_range, cache_dir, progress, n_init, normalize, pca_dims,

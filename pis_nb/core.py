@@ -127,7 +127,7 @@ def read_json(path, what: str = 'file') -> typing.Any:
 # %% ../nbs/00_core.ipynb #6cdf1ff0
 def read_table(path, what: str = 'table', columns=(), index_col: str | None = None, **kw):
     "The CSV table in `path` as a DataFrame; missing, binary, empty or unparseable files and absent `columns` are one-line `PisError`s naming it; a file cut short mid-row warns and leaves that row out."
-    import io, warnings
+    import csv, io, warnings
     import pandas as pd
     path = Path(path)
     try: data = path.read_bytes()
@@ -138,10 +138,15 @@ def read_table(path, what: str = 'table', columns=(), index_col: str | None = No
         if b'\0' in data: raise UnicodeDecodeError('utf-8', data, 0, 1, 'NUL byte')
         text = data.decode('utf-8-sig')
     except UnicodeDecodeError: raise PisError(f"{path}: this {what} is damaged (binary data, not CSV text); {redo}") from None
-    if text and not text.endswith('\n'):      # the kit's tables end with a newline: this one stopped mid-row
-        text = text[:text.rfind('\n') + 1]
-        warnings.warn(f"{path}: this {what} ends mid-row (cut short by a crash or a full disk?); its last row is left "
-                      f"out: {redo} for a complete table", stacklevel=2)
+    head, _, rest = text.partition('\n')
+    last = text[text.rfind('\n') + 1:]
+    if rest and last:          # the kit ends its tables with a newline: this one may have been cut short
+        if len(next(csv.reader([last]), [])) < len(next(csv.reader([head]), [])):
+            text = text[:len(text) - len(last)]
+            warnings.warn(f"{path}: this {what} ends mid-row (cut short by a crash or a full disk?); its last row is left "
+                          f"out: {redo} for a complete table", stacklevel=2)
+        else: warnings.warn(f"{path}: this {what} does not end with a newline (edited by hand, or cut short?); its last "
+                            "value is read as it stands", stacklevel=2)
     if not text.strip(): raise PisError(f"{path}: this {what} is empty; {redo}")
     try: df = pd.read_csv(io.StringIO(text), **kw)
     except (pd.errors.ParserError, ValueError) as e:

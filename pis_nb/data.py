@@ -22,8 +22,8 @@ _logger = logging.getLogger(__name__)
 # %% auto #0
 __all__ = ['IMAGE_EXTENSIONS', 'MAX_PIXELS', 'MAX_ASPECT', 'IMAGENET_MEAN', 'IMAGENET_STD', 'ImageReadError', 'MaskError',
            'ListFileError', 'DatasetError', 'image_size', 'read_image', 'read_mask', 'write_mask', 'ListEntry',
-           'read_list', 'resolve_path', 'UserDataset', 'list_users', 'VOCSource', 'is_voc_folder', 'TrainTransform',
-           'EvalTransform', 'restore_size', 'collate', 'denormalize', 'GroupBatchSampler']
+           'read_list', 'resolve_path', 'listed_in', 'UserDataset', 'list_users', 'VOCSource', 'is_voc_folder',
+           'TrainTransform', 'EvalTransform', 'restore_size', 'collate', 'denormalize', 'GroupBatchSampler']
 
 # %% ../nbs/01_data.ipynb #b28ebcb1
 class ImageReadError(PisError):
@@ -292,6 +292,13 @@ def resolve_path(root, rel: str, where: str | None = None) -> Path:
         raise ListFileError(f"{where or rel}: path {rel!r} leaves the data folder {root}")
     return p
 
+def listed_in(path, root) -> Path | None:
+    "`path` relative to the folder `root` as it is named (links in its name not followed; `root` taken as given or resolved, as lists name it), or None when it is named outside."
+    p = Path(os.path.abspath(path))
+    for r in dict.fromkeys((os.path.abspath(root), str(Path(root).resolve()))):
+        if p.is_relative_to(r): return p.relative_to(r)
+    return None
+
 # %% ../nbs/01_data.ipynb #0a197e21
 class _PhotoSet(Dataset):
     "Photos with optional masks and group ids, validated on construction (base of `UserDataset` and `VOCSource`)."
@@ -317,7 +324,7 @@ class _PhotoSet(Dataset):
         "Raise naming `path` when it is in the data folder but a link to a file outside it (unless `follow_links`: the source set)."
         if self.follow_links: return
         real, root = path.resolve(), self.root.resolve()
-        if Path(os.path.abspath(path)).is_relative_to(os.path.abspath(self.root)) and not real.is_relative_to(root):
+        if listed_in(path, self.root) is not None and not real.is_relative_to(root):
             raise DatasetError(f"{pre}{path}: a link to {real}, outside the data folder {root}; the kit reads only "
                                "files inside it: copy the file in, or leave it out of the list")
 

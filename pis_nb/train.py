@@ -194,7 +194,7 @@ class Method:
             try: out[k] = float(v)
             except (TypeError, ValueError): raise ConfigError(f"method {self.name!r}: {k} must be a number, got {v!r}") from None
             lo, hi, what = METHOD_PARAM_RANGES.get(k, (0.0, math.inf, '>= 0'))
-            if not (math.isfinite(out[k]) and lo <= out[k] <= hi):
+            if not (math.isfinite(out[k]) and lo <= out[k] <= hi) or (what == '(0 or 1)' and out[k] not in (0.0, 1.0)):
                 raise ConfigError(f"method {self.name!r}: {k} must be a finite number {what}, got {v!r}")
         return out
 
@@ -648,7 +648,12 @@ def keep_previous(path) -> Path | None:
     prev, tmp = path.with_name(PREVIOUS_CHECKPOINT), path.with_name(f'.{PREVIOUS_CHECKPOINT}.tmp')
     tmp.unlink(missing_ok=True)
     try: os.link(path, tmp)
-    except OSError: shutil.copyfile(path, tmp)     # no hard links here (FAT, some network shares): a copy
+    except OSError:                                # no hard links here (FAT, some network shares): a copy
+        try: shutil.copyfile(path, tmp)
+        except OSError as e:                       # no room for a third copy: the run goes on with the latest only
+            tmp.unlink(missing_ok=True)
+            warnings.warn(f"{prev}: the previous checkpoint could not be kept ({e.strerror or e}); only the latest is")
+            return None
     os.replace(tmp, prev)
     return prev
 
@@ -725,6 +730,10 @@ def read_jsonl(path) -> list[dict]:
     path, out = Path(path), []
     if not path.exists(): return out
     data = path.read_bytes()
+    if data.endswith(b'\0'):     # a power cut can leave zero bytes where the last appended lines were not yet on disk
+        cut = len(data) - len(data.rstrip(b'\0'))
+        data = data[:-cut]
+        warnings.warn(f"{path}: ends in {cut} zero bytes (the disk lost the last lines at a crash); they are left out", stacklevel=2)
     try:
         if b'\0' in data: raise UnicodeDecodeError('utf-8', data, 0, 1, 'NUL byte')
         lines = data.decode('utf-8').splitlines()
@@ -1246,13 +1255,22 @@ def checkpoint_to_resume(run_dir) -> Path:
     run_dir = Path(run_dir)
     latest, prev = run_dir/'checkpoint.pt', run_dir/PREVIOUS_CHECKPOINT
     if not prev.is_file(): return check_intact(latest) if latest.is_file() else load_checkpoint(latest)
-    if latest.is_file():
-        try: return check_intact(latest)
-        except PisError as e:
-            check_intact(prev)
-            os.replace(latest, latest.with_name('checkpoint.pt.damaged'))    # kept for a look; never loaded
-            warnings.warn(f"{e}: moved aside as checkpoint.pt.damaged")
-    return check_intact(prev)
+    try: return check_intact(latest)
+    except PisError as e:
+        if latest.is_file() and not _intact(prev):
+            raise PisError(f"{latest} and {prev}: both damaged (checksums do not match); restore one from a copy, "
+                           "or retrain in a new folder (nothing was loaded)") from None
+        check_intact(prev)
+        if int(os.environ.get('RANK', '0')) == 0 and latest.is_file():    # one rank moves it; the others read prev too
+            aside = next(p for n in range(1000) if not (p := latest.with_name(f"checkpoint.pt.damaged{'.' + str(n) if n else ''}")).exists())
+            with contextlib.suppress(FileNotFoundError): os.replace(latest, aside)    # kept for a look; never loaded
+            warnings.warn(f"{latest}: {str(e).split(': ', 1)[-1].split(' (a bad disk')[0]}; moved aside as {aside.name}")
+    return prev
+
+def _intact(path: Path) -> bool:
+    "Whether `check_intact(path)` passes."
+    try: check_intact(path); return True
+    except PisError: return False
 
 def _load_run(run_dir) -> tuple[RunConfig, dict]:
     "The `config.json` and `run.json` of a run folder."
@@ -1287,6 +1305,12 @@ def resume(cls: Trainer, run_dir, eval_fn: Callable | None = None, progress: boo
     except (KeyError, RuntimeError, ValueError, TypeError) as e:     # the tensors of another network or optimiser
         raise PisError(f"{path}: does not fit this run's networks ({type(e).__name__}: {str(e).splitlines()[0][:200]}); "
                        "put the run's own checkpoint back, or train in a new folder") from None
+    best = run_dir/'best.pt'
+    if best.is_file() and (t.best is None or load_tensors(best, 'weights file').get('step') != t.best['step']):
+        # best.pt was written after this checkpoint (killed between the two saves, or resumed from the previous
+        # checkpoint): the weights the checkpoint's `best` names are gone, and the evaluations after it are redone,
+        # so the choice is made again among them (the same one, where training is bit-exact)
+        t.best = None
     if path.name == PREVIOUS_CHECKPOINT:
         warnings.warn(f"{run_dir}: resuming from {PREVIOUS_CHECKPOINT} (step {t.step}): checkpoint.pt was damaged or "
                       "missing; the steps after it are trained again")
