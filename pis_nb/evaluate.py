@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from .core import PisError, ConfigError, VOC_CLASSES, RunConfig, atomic_write, read_json, read_table, shared_lock
 from .data import UserDataset, DatasetError, list_users, read_list
-from .model import pixel_entropy, pixel_attention
+from .model import pixel_attention
 from .metrics import fiou, miou, class_table, photo_table
 from .train import (predict_user, refresh_memory, load_model, eval_batches, _EvalSet, _batch_context, _context_mode,
                           _load_run, plot_training)

@@ -4,7 +4,7 @@
 
 # %% ../nbs/06_train.ipynb #a0ddc28f
 from __future__ import annotations
-import contextlib, copy, json, math, os, pickle, random, shutil, signal, threading, time, warnings
+import contextlib, copy, json, math, os, random, shutil, signal, threading, time, warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator
@@ -438,7 +438,7 @@ def full_size_maps(logits: torch.Tensor, orig_size, band_pixels: int | None = No
     band_pixels = band_pixels or BAND_PIXELS
     H, W = (int(v) for v in torch.as_tensor(orig_size).reshape(-1).tolist())
     if H * W <= band_pixels: return prob_maps(nnf.softmax(restore_size(logits.float(), (H, W)), 0))
-    C, h, w = logits.shape
+    h = logits.shape[1]
     # bilinear resizing (align_corners=False) is separable: the columns at full width once, then the rows of each band
     cols = nnf.interpolate(logits.float()[None], size=(h, W), mode='bilinear', align_corners=False)[0]
     pred, conf, ent = torch.empty(H, W, dtype=torch.uint8), torch.empty(H, W), torch.empty(H, W)
