@@ -20,8 +20,9 @@ __all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'P
            'group_folder', 'group_source', 'Cell', 'cell_dir', 'source_dir', 'plan_cells', 'cell_done', 'fda_beta',
            'train_source', 'train_cell', 'run_cell', 'BenchRun', 'prepare_targets', 'run_bench', 'bench_table',
            'paired_delta', 'k_effect', 'verdicts', 'verdict_lines', 'weights_table', 'bench_markdown', 'write_bench',
-           'load_bench', 'count_runs', 'measure_step_s', 'estimate_bench', 'add_bench_parser', 'cmd_bench',
-           'context_sensitivity', 'error_breakdown', 'restrict_classes', 'class_prior_headroom', 'pseudo_label_quality']
+           'load_bench', 'compare_benches', 'compare_verdicts', 'count_runs', 'measure_step_s', 'estimate_bench',
+           'add_bench_parser', 'cmd_bench', 'context_sensitivity', 'error_breakdown', 'restrict_classes',
+           'class_prior_headroom', 'pseudo_label_quality']
 
 # %% ../nbs/13_bench.ipynb #c4a01925
 RECIPE = dict(method='ours', stage=1, context_mode='group', memory=False, k='auto', target='personal', source='random',
@@ -644,11 +645,34 @@ def write_bench(out_dir, records: list[dict], cfg: RunConfig, steps: dict, spec:
     with atomic_write(out/'bench.md') as f: f.write(md)
     return dict(cells=cells, results=results, report=out/'bench.md')
 
-def load_bench(out_dir) -> pd.DataFrame:
-    "The `bench.csv` of a bench folder."
-    p = Path(out_dir)/'bench.csv'
-    if not p.is_file(): raise PisError(f"{out_dir}: no bench.csv (run pis-nb bench {out_dir})")
-    return read_table(p, 'bench table', ('table', 'user', 'method'), dtype={'user': str, 'table': str})
+def load_bench(path) -> pd.DataFrame:
+    "The cells of a bench: the `bench.csv` of the bench folder `path`, or the CSV file `path` itself (a report kept elsewhere, such as `benchmarks/bench-medium.csv`)."
+    p = Path(path)
+    if p.is_dir():
+        p = p/'bench.csv'
+        if not p.is_file(): raise PisError(f"{path}: no bench.csv (run pis-nb bench {path})")
+    return read_table(p, 'bench table', ('table', 'variant', 'user', 'seed', 'fiou'), dtype={'user': str, 'table': str})
+
+# %% ../nbs/13_bench.ipynb #2b2e6813
+def compare_benches(reports: dict, table: str = '1', metric: str = 'fiou') -> pd.DataFrame:
+    "The Mean column (over users, ± std over seeds, percent) of `table` in each report of `reports` ({name: cells}), side by side, with the paper's number; '-' where a report has no such row or metric."
+    table = _check_tables([table])[0]
+    cols = {}
+    for name, cells in reports.items():
+        tab = bench_table(cells, table, metric) if metric in cells.columns else None
+        cols[name] = tab['Mean'] if tab is not None else pd.Series(dtype=object)
+    order = [v for v, _ in TABLES[table] if any(v in c.index for c in cols.values())]
+    out = pd.DataFrame({n: c.reindex(order) for n, c in cols.items()}, index=pd.Index(order, name='variant')).fillna('-')
+    paper = PAPER_BESIDE.get(table, {}).get(metric)
+    if paper is not None: out['paper'] = [f"{paper[v]:.2f}" if v in paper.index else '-' for v in out.index]
+    return out
+
+def compare_verdicts(reports: dict, metric: str = 'fiou') -> pd.DataFrame:
+    "Each finding's verdict (yes / no / not clearly / not measured) in each report of `reports` ({name: cells}), side by side."
+    cols = {name: pd.Series({v['finding']: v['verdict'] for v in verdicts(cells, metric)}) for name, cells in reports.items()}
+    out = pd.DataFrame(cols)
+    out.index.name = 'finding'
+    return out
 
 # %% ../nbs/13_bench.ipynb #08852f6f
 def count_runs(users: Sequence[str], seeds=(0, 1, 2), tables=('1', '3', '4', '5')) -> dict:
