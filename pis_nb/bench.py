@@ -19,10 +19,10 @@ __all__ = ['RECIPE', 'TABLES', 'TABLE_TITLES', 'GRID_COLUMNS', 'BENCH_SIZES', 'P
            'NO_DA_NAMES', 'BENCH_COLUMNS', 'bench_grid', 'bench_size', 'bench_config', 'mixed_folder', 'Grouping',
            'group_folder', 'group_source', 'Cell', 'cell_dir', 'source_dir', 'plan_cells', 'cell_done', 'fda_beta',
            'train_source', 'train_cell', 'run_cell', 'BenchRun', 'prepare_targets', 'run_bench', 'bench_table',
-           'paired_delta', 'k_effect', 'verdicts', 'verdict_lines', 'weights_table', 'bench_markdown', 'write_bench',
-           'load_bench', 'compare_benches', 'compare_verdicts', 'count_runs', 'measure_step_s', 'estimate_bench',
-           'add_bench_parser', 'cmd_bench', 'context_sensitivity', 'error_breakdown', 'restrict_classes',
-           'class_prior_headroom', 'pseudo_label_quality']
+           'paired_delta', 'k_effect', 'verdicts', 'verdict_lines', 'weights_table', 'bench_markdown',
+           'training_seconds', 'write_bench', 'load_bench', 'compare_benches', 'compare_verdicts', 'count_runs',
+           'measure_step_s', 'estimate_bench', 'add_bench_parser', 'cmd_bench', 'context_sensitivity',
+           'error_breakdown', 'restrict_classes', 'class_prior_headroom', 'pseudo_label_quality']
 
 # %% ../nbs/13_bench.ipynb #c4a01925
 RECIPE = dict(method='ours', stage=1, context_mode='group', memory=False, k='auto', target='personal', source='random',
@@ -601,12 +601,29 @@ def bench_markdown(cells: pd.DataFrame, title: str = 'pis-nb bench on PIS-Synth'
     md += ['## Findings (computed from the cells above, FIoU)', '', *verdict_lines(verdicts(cells, key('fiou'))), '',
            '## Wall time', '']
     wt = cells.groupby('table')['seconds'].agg(['count', 'sum'])
-    md += ['| table | cells | seconds |', '|---|---|---|']
-    md += [f"| {t} | {int(r['count'])} | {r['sum']:.0f} |" for t, r in wt.iterrows()]
-    md += [f"| all | {int(wt['count'].sum())} | {wt['sum'].sum():.0f} |", '',
-           "Seconds are those of the call that computed a cell (its training, when it owns or first needs a run, and "
-           "its evaluation); a cell reading another cell's run counts only its evaluation.", '']
+    tr = training_seconds(cells)
+    def secs(t): return f"{tr[t]:.0f}" if t in tr.index else '-'
+    md += ['| table | cells | cell seconds | training seconds |', '|---|---|---|---|']
+    md += [f"| {t} | {int(r['count'])} | {r['sum']:.0f} | {secs(str(t))} |" for t, r in wt.iterrows()]
+    if 'source' in tr.index: md += [f"| source runs | - | - | {secs('source')} |"]
+    md += [f"| all | {int(wt['count'].sum())} | {wt['sum'].sum():.0f} | {tr.sum():.0f} |" if len(tr) else
+           f"| all | {int(wt['count'].sum())} | {wt['sum'].sum():.0f} | - |", '',
+           "Cell seconds are those of the call that computed a cell: its training (when it owns or first needs a run) and "
+           "its evaluation when the bench runs one cell after another, its evaluation only under an engine (`--engine`), "
+           "whose training runs are tasks of their own. Training seconds are each run's own training time (its "
+           "`summary.json`), counted once, in the table of the cell that owns the run; '-' where the run folders are not here.", '']
     return '\n'.join(md)
+
+def training_seconds(cells: pd.DataFrame) -> pd.Series:
+    "Seconds of training per table (and 'source' for the shared source-only runs), from each run's `summary.json` (`elapsed_s`), each run counted once; runs whose folder is gone are left out."
+    out = {}
+    for run, g in cells.groupby('run', sort=False):
+        owner = g[~g['shared'].astype(bool)]
+        key = str(owner.table.iloc[0]) if len(owner) else ('source' if Path(run).parent.name == 'source' else None)
+        try: s = float(json.loads((Path(run)/'summary.json').read_text())['elapsed_s'])
+        except (OSError, ValueError, KeyError, TypeError): continue
+        if key is not None: out[key] = out.get(key, 0.0) + s
+    return pd.Series(out, dtype=float)
 
 BENCH_COLUMNS = ['table', 'variant', 'user', 'seed', 'fiou', 'fiou_released', 'miou', 'miou_released', 'seconds', 'k', 'shared', 'run']
 
