@@ -606,8 +606,7 @@ def bench_markdown(cells: pd.DataFrame, title: str = 'pis-nb bench on PIS-Synth'
     md += ['| table | cells | cell seconds | training seconds |', '|---|---|---|---|']
     md += [f"| {t} | {int(r['count'])} | {r['sum']:.0f} | {secs(str(t))} |" for t, r in wt.iterrows()]
     if 'source' in tr.index: md += [f"| source runs | - | - | {secs('source')} |"]
-    md += [f"| all | {int(wt['count'].sum())} | {wt['sum'].sum():.0f} | {tr.sum():.0f} |" if len(tr) else
-           f"| all | {int(wt['count'].sum())} | {wt['sum'].sum():.0f} | - |", '',
+    md += [f"| all | {int(wt['count'].sum())} | {wt['sum'].sum():.0f} | {f'{tr.sum():.0f}' if len(tr) else '-'} |", '',
            "Cell seconds are those of the call that computed a cell: its training (when it owns or first needs a run) and "
            "its evaluation when the bench runs one cell after another, its evaluation only under an engine (`--engine`), "
            "whose training runs are tasks of their own. Training seconds are each run's own training time (its "
@@ -620,9 +619,9 @@ def training_seconds(cells: pd.DataFrame) -> pd.Series:
     for run, g in cells.groupby('run', sort=False):
         owner = g[~g['shared'].astype(bool)]
         key = str(owner.table.iloc[0]) if len(owner) else ('source' if Path(run).parent.name == 'source' else None)
-        try: s = float(json.loads((Path(run)/'summary.json').read_text())['elapsed_s'])
+        if key is None: continue
+        try: out[key] = out.get(key, 0.0) + float(json.loads((Path(run)/'summary.json').read_text())['elapsed_s'])
         except (OSError, ValueError, KeyError, TypeError): continue
-        if key is not None: out[key] = out.get(key, 0.0) + s
     return pd.Series(out, dtype=float)
 
 BENCH_COLUMNS = ['table', 'variant', 'user', 'seed', 'fiou', 'fiou_released', 'miou', 'miou_released', 'seconds', 'k', 'shared', 'run']
