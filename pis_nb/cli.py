@@ -9,10 +9,11 @@ from pathlib import Path
 from .core import PisError, RunConfig, home_path
 
 # %% auto #0
-__all__ = ['DEMO_SIZE', 'DEMO_CONFIG', 'DEMO_STEPS', 'DEMO_METHODS', 'DEMO_BACKBONES', 'DEMO_SOURCE_STEPS', 'SOURCE_MODEL',
-           'SOURCE_RECIPE_KEYS', 'cmd_config', 'cmd_check', 'cmd_synth', 'cmd_cluster', 'cmd_train', 'cmd_pseudo',
-           'cmd_eval', 'cmd_report', 'data_report', 'cluster_report', 'network_words', 'shipped_source_dir',
-           'file_sha256', 'ship_source_model', 'install_source_model', 'run_demo', 'cmd_demo', 'main']
+__all__ = ['DEMO_SIZE', 'DEMO_CONFIG', 'DEMO_METHODS', 'DEMO_BACKBONES', 'DEMO_BACKBONE', 'DEMO_STEPS', 'NETWORK_KEYS',
+           'SOURCE_MODELS', 'SOURCE_RECIPE_KEYS', 'cmd_config', 'cmd_check', 'cmd_synth', 'cmd_cluster', 'cmd_train',
+           'cmd_pseudo', 'cmd_eval', 'cmd_report', 'data_report', 'cluster_report', 'demo_config', 'network_words',
+           'shipped_source_dir', 'file_sha256', 'ship_source_model', 'install_source_model', 'run_demo', 'cmd_demo',
+           'main']
 
 # %% ../nbs/09_cli.ipynb #5464d57b
 def _config_from(args) -> RunConfig:
@@ -280,17 +281,29 @@ def cluster_report(personal_root, out, report, k='auto', seed: int = 0, progress
     with atomic_write(report) as f: f.write(text)
     return results
 
-# The demo's training recipe: short runs at 64 px; the network is one of DEMO_BACKBONES (small unless asked).
+# The demo's training recipe: short runs at 64 px (also the bench's, 13_bench); the network is one of DEMO_BACKBONES.
 DEMO_CONFIG = dict(backbone='small', pretrained=False, crop_size=64, base_size=64, eval_size=64, batch_size=8,
                    num_workers=0, lr=0.01, embedder='colour-texture', disc_width=32)
-DEMO_STEPS = dict(adapt=50, stage2=50)   # per adaptation run; source steps (when the demo trains one): DEMO_SOURCE_STEPS
 DEMO_METHODS = ('source_only', 'advent', 'ours_s1', 'ours_s2')
-# The demo's networks: the small backbone from random weights (the default: the kit ships its source model), or
-# EfficientNet-Lite0 from its ImageNet weights (`--backbone lite0`: no shipped model yet, so the demo trains one;
-# 1,000 steps take about 5 minutes of 2 cores and come near what the small network reaches in 8,000: 13_bench).
-DEMO_BACKBONES = {'small': dict(backbone='small', pretrained=False),
-                  'lite0': dict(backbone='lite0', pretrained=True, output_stride=8)}
-DEMO_SOURCE_STEPS = {'small': 2000, 'lite0': 1000}   # with --from-scratch, or a backbone without a shipped model
+# The demo's networks: EfficientNet-Lite0 from its ImageNet weights (the default), or the small backbone from random
+# weights (`--backbone small`); the kit ships a source model of each (the seed-0 source runs of the medium benches).
+DEMO_BACKBONES = {'lite0': dict(backbone='lite0', pretrained=True, output_stride=8),
+                  'small': dict(backbone='small', pretrained=False)}
+DEMO_BACKBONE = 'lite0'
+# Steps per adaptation run (stage 2: from ours stage 1), and of the source run when the demo trains one
+# (--from-scratch). A lite0 adaptation step costs about four of small's on 2 cores, so its runs are shorter.
+DEMO_STEPS = {'lite0': dict(source=1000, adapt=20, stage2=20), 'small': dict(source=2000, adapt=50, stage2=50)}
+NETWORK_KEYS = ('backbone', 'pretrained', 'output_stride')   # chosen by --backbone, not by --set
+
+def demo_config(cfg: RunConfig | None = None, backbone: str = DEMO_BACKBONE) -> RunConfig:
+    "The demo's run configuration: `DEMO_CONFIG` and the `backbone`'s network, then the settings `cfg` changed from `RunConfig`'s defaults (all but the network)."
+    if backbone not in DEMO_BACKBONES: raise PisError(f"demo: unknown backbone {backbone!r} (known: {', '.join(DEMO_BACKBONES)})")
+    changed = cfg.changed() if cfg is not None else {}
+    net = {**{k: getattr(RunConfig(), k) for k in NETWORK_KEYS}, **DEMO_BACKBONES[backbone]}
+    if bad := [k for k in NETWORK_KEYS if k in changed and changed[k] != net[k]]:   # a saved demo config.json agrees
+        raise PisError(f"demo: {', '.join(f'{k}={changed[k]!r}' for k in bad)}: the demo's network is chosen with "
+                       f"--backbone ({' | '.join(DEMO_BACKBONES)}), not with --set")
+    return RunConfig().override(**{**DEMO_CONFIG, **DEMO_BACKBONES[backbone], **changed})
 
 def network_words(cfg: RunConfig) -> str:
     "The network of a run in words, with where its initial weights came from (for reports)."
@@ -319,15 +332,18 @@ def _evaluated(run_dir: Path, progress: bool) -> Path:
     return run_dir
 
 # %% ../nbs/09_cli.ipynb #c125a834
-SOURCE_MODEL = 'pis-synth-source-small'
+SOURCE_MODELS = {'lite0': 'pis-synth-source-lite0', 'small': 'pis-synth-source-small'}   # package folders, per backbone
 # the settings a source model's weights depend on: a shipped model is refused when the run differs in any of them
 SOURCE_RECIPE_KEYS = ('backbone', 'pretrained', 'crop_size', 'base_size', 'scale_min', 'scale_max', 'batch_size', 'lr',
                       'momentum', 'weight_decay', 'poly_power', 'lambda_seg_main', 'lambda_seg_aux', 'key_channels')
 
-def shipped_source_dir() -> Path:
-    "The folder of the source-only model shipped with the kit (package data `pis_nb/assets/pis-synth-source-small`)."
+def shipped_source_dir(backbone: str = 'small') -> Path:
+    "The folder of the source-only model the kit ships for `backbone` (package data `pis_nb/assets/pis-synth-source-<backbone>`)."
     from importlib.resources import files
-    return Path(str(files('pis_nb')))/'assets'/SOURCE_MODEL
+    if backbone not in SOURCE_MODELS:
+        raise PisError(f"no shipped source model for backbone {backbone!r} (shipped: {', '.join(SOURCE_MODELS)}); "
+                       "train one with --from-scratch")
+    return Path(str(files('pis_nb')))/'assets'/SOURCE_MODELS[backbone]
 
 def file_sha256(path) -> str:
     "SHA-256 hex digest of a file, read in 1 MiB blocks."
@@ -343,12 +359,16 @@ def _replace_dir(part: Path, dest: Path) -> Path:
     os.replace(part, dest)
     return dest
 
-def ship_source_model(run_dir, dest=None, note: str = '') -> Path:
-    "Write a finished source-only run as a shipped model folder at `dest` (default: the package's): model.pt (network only), config.json, run.json, summary.json, provenance.json."
+def _half(state: dict) -> dict:
+    "`state` with its float32 tensors stored as float16 (integers, e.g. BatchNorm's step counts, kept)."
+    import torch
+    return {k: v.half() if v.dtype == torch.float32 else v for k, v in state.items()}
+
+def ship_source_model(run_dir, dest=None, note: str = '', half: bool = False) -> Path:
+    "Write a finished source-only run as a shipped model folder at `dest` (default: the package's for its backbone): model.pt (network only; float16 with `half`), config.json, run.json, summary.json, provenance.json."
     import torch
     from pis_nb.train import load_checkpoint
     run_dir = Path(run_dir)
-    dest = Path(dest) if dest is not None else shipped_source_dir()
     for name in ('model.pt', 'config.json', 'run.json', 'summary.json'):
         if not (run_dir/name).is_file(): raise PisError(f"{run_dir}: no {name}; ship a finished source-only run")
     info, summary = (json.loads((run_dir/n).read_text(encoding='utf-8')) for n in ('run.json', 'summary.json'))
@@ -356,7 +376,9 @@ def ship_source_model(run_dir, dest=None, note: str = '') -> Path:
         raise PisError(f"{run_dir}: a {info.get('method')} run, {summary.get('status')}; ship a finished source-only run")
     default = RunConfig()   # the machine's data paths stay behind
     cfg = RunConfig.load(run_dir).override(source_root=default.source_root, personal_root=default.personal_root)
+    dest = Path(dest) if dest is not None else shipped_source_dir(cfg.backbone)
     ck = load_checkpoint(run_dir/'model.pt')
+    if half: ck = {**ck, 'model': _half(ck['model'])}
     part = dest.with_name(dest.name + '.partial')
     if part.exists(): shutil.rmtree(part)
     part.mkdir(parents=True)
@@ -364,13 +386,13 @@ def ship_source_model(run_dir, dest=None, note: str = '') -> Path:
     cfg.save(part)
     for name in ('run.json', 'summary.json'): shutil.copyfile(run_dir/name, part/name)
     prov = dict(sha256=file_sha256(part/'model.pt'), steps=summary['step'], seconds=summary.get('elapsed_s'),
-                device=summary.get('device'), torch=info.get('torch'), note=note)
+                device=summary.get('device'), torch=info.get('torch'), precision='float16' if half else 'float32', note=note)
     (part/'provenance.json').write_text(json.dumps(prov, indent=1) + '\n')
     return _replace_dir(part, dest)
 
 def install_source_model(run_dir, cfg: RunConfig, src=None) -> Path:
-    "Make `run_dir` a finished source-only run holding the shipped model `src` (checked by SHA-256 and against `cfg`'s recipe); kept when already there."
-    src = Path(src) if src is not None else shipped_source_dir()
+    "Make `run_dir` a finished source-only run holding the shipped model `src` (default: the one of `cfg`'s backbone; checked by SHA-256 and against `cfg`'s recipe); kept when already there."
+    src = Path(src) if src is not None else shipped_source_dir(cfg.backbone)
     run_dir = Path(run_dir)
     if not (src/'provenance.json').is_file() or not (src/'model.pt').is_file():
         raise PisError(f"{src}: the shipped source model is missing (reinstall pis-nb, or train one with --from-scratch)")
@@ -398,8 +420,8 @@ def install_source_model(run_dir, cfg: RunConfig, src=None) -> Path:
 
 # %% ../nbs/09_cli.ipynb #189e9f9a
 def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, steps: dict | None = None,
-             progress: bool = True, log=print, from_scratch: bool = False, backbone: str = 'small') -> Path:
-    "Synth → checks and dataset report → groups → source-only (shipped, or trained here with `from_scratch` or a `backbone` with none shipped), ADVENT, ours S1, S2 per user → evaluation → `out/report.md`."
+             progress: bool = True, log=print, from_scratch: bool = False, backbone: str = DEMO_BACKBONE) -> Path:
+    "Synth → checks and dataset report → groups → source-only (the `backbone`'s shipped model, or trained here with `from_scratch`), ADVENT, ours S1, S2 per user → evaluation → `out/report.md`; `cfg`: changes to the recipe (`demo_config`)."
     import time
     import torch
     from pis_nb.synth import make_pis_synth
@@ -407,12 +429,9 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
     from pis_nb.evaluate import write_report
     t0 = time.perf_counter()
     data, out = Path(data), Path(out)
-    if backbone not in DEMO_BACKBONES: raise PisError(f"demo: unknown backbone {backbone!r} (known: {', '.join(DEMO_BACKBONES)})")
-    from_scratch = from_scratch or backbone != 'small'        # only the small network's source model is shipped
+    cfg = demo_config(cfg, backbone).override(source_root=str(data/'VOCdevkit'/'VOC2012'), personal_root=str(data/'personal'))
     size = {**DEMO_SIZE, **(size or {})}
-    steps = {**DEMO_STEPS, 'source': DEMO_SOURCE_STEPS[backbone], **(steps or {})}
-    cfg = (cfg or RunConfig()).override(**{**DEMO_CONFIG, **DEMO_BACKBONES[backbone]}, source_root=str(data/'VOCdevkit'/'VOC2012'),
-                                        personal_root=str(data/'personal'))
+    steps = {**DEMO_STEPS[backbone], **(steps or {})}
     saved = out/'config.json'
     if saved.is_file() and (old := json.loads(saved.read_text(encoding='utf-8')).get('backbone', cfg.backbone)) != cfg.backbone:
         raise PisError(f"{saved}: this folder holds a demo with backbone {old}; run backbone {cfg.backbone} in another folder (--out)")
@@ -435,8 +454,9 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
         prov = json.loads((src/'provenance.json').read_text(encoding='utf-8'))
         log(f"[4/6] source-only model: the kit's, trained on the PIS-Synth source ({prov['steps']} steps; "
             "--from-scratch trains one here)")
-        origin = (f"the kit's shipped source-only model, trained on the synthetic source by `pis-nb bench --size medium` "
-                  f"({prov['steps']} steps, sha256 {prov['sha256'][:12]}; `--from-scratch` trains one in the demo instead)")
+        origin = (f"the kit's shipped source-only model, trained on the synthetic source by `pis-nb bench --size "
+                  f"{'medium' if backbone == 'small' else 'medium-' + backbone}` ({prov['steps']} steps, "
+                  f"{prov.get('precision', 'float32')}, sha256 {prov['sha256'][:12]}; `--from-scratch` trains one in the demo instead)")
     runs = [src]
     for user in list_users(data/'personal'):
         k, lst = groups[user].k, groups[user].path.name
@@ -469,7 +489,7 @@ def run_demo(data, out, cfg: RunConfig | None = None, size: dict | None = None, 
 def cmd_demo(args) -> int:
     "The main job on the embedded default: PIS-Synth, checks, groups, four methods trained and evaluated, a report."
     # the defaults live under the project home (00_core), the same folders a notebook opens; given paths are as typed
-    out = args.out or home_path('runs/demo' if args.backbone == 'small' else f'runs/demo-{args.backbone}')
+    out = args.out or home_path('runs/demo' if args.backbone == DEMO_BACKBONE else f'runs/demo-{args.backbone}')
     run_demo(args.data or home_path('data/pis-synth'), out, _config_from(args), progress=not args.quiet, from_scratch=args.from_scratch, backbone=args.backbone)
     return 0
 
@@ -551,10 +571,10 @@ def _parser() -> argparse.ArgumentParser:
                                           'trained and evaluated, report'))
     s.add_argument('--data', help='where PIS-Synth is generated (reused when present; default data/pis-synth under the project home)')
     s.add_argument('--out', help='folder for report.md, the runs, the plots and config.json (default runs/demo, '
-                                 'runs/demo-lite0 with --backbone lite0, under the project home)')
-    s.add_argument('--backbone', default='small', choices=list(DEMO_BACKBONES),
-                   help='small: from random weights, with the shipped source model (default); lite0: EfficientNet-Lite0 '
-                        'from its ImageNet weights, source model trained in the demo (1,000 steps; about 14 min in all on 2 cores)')
+                                 'runs/demo-small with --backbone small, under the project home)')
+    s.add_argument('--backbone', default=DEMO_BACKBONE, choices=list(DEMO_BACKBONES),
+                   help='lite0: EfficientNet-Lite0 from its ImageNet weights (default); small: a small network from '
+                        'random weights; each with the source model the kit ships for it')
     s.add_argument('--from-scratch', action='store_true',
                    help="train the source-only model here instead of starting from the kit's shipped one")
     s.add_argument('--quiet', action='store_true', help='no progress bars')

@@ -452,6 +452,11 @@ def _rc_to_dict(self: RunConfig) -> dict:
     "The configuration as a JSON-ready dict."
     return asdict(self)
 
+def _rc_changed(self: RunConfig) -> dict:
+    "The settings whose values differ from `RunConfig()`'s defaults, as a dict (what a caller set on purpose)."
+    default = RunConfig().to_dict()
+    return {k: v for k, v in self.to_dict().items() if v != default[k]}
+
 def _rc_save(self: RunConfig, path) -> Path:
     "Write the configuration as JSON to `path` (a file, or a run folder to hold `config.json`), atomically."
     path = Path(path)
@@ -490,7 +495,7 @@ def _rc_describe(cls) -> str:
         rows.append(f"| `{f.name}` | `{_defaults(cls)[f.name]!r}` | {f.metadata.get('doc', '')} |")
     return '\n'.join(rows)
 
-RunConfig.override, RunConfig.to_dict, RunConfig.save = _rc_override, _rc_to_dict, _rc_save
+RunConfig.override, RunConfig.to_dict, RunConfig.save, RunConfig.changed = _rc_override, _rc_to_dict, _rc_save, _rc_changed
 RunConfig.load, RunConfig.released, RunConfig.describe = classmethod(_rc_load), classmethod(_rc_released), classmethod(_rc_describe)
 
 # %% ../nbs/00_core.ipynb #3deeb38e

@@ -421,8 +421,7 @@ def add_personalize_parser(sub):
 def cmd_personalize(args) -> int:
     "Run `personalize` from parsed arguments; print the per-user results, the failures and the report's path (exit code 1 when a task failed)."
     from pis_nb.cli import _print_results
-    overrides = RunConfig().override(*args.set, source='--set').to_dict() if args.set else {}
-    overrides = {k: v for k, v in overrides.items() if v != RunConfig().to_dict()[k]}
+    overrides = RunConfig().override(*args.set, source='--set').changed() if args.set else {}
     if args.save_every < 1: raise PisError(f"--save-every: must be >= 1, got {args.save_every}")
     r = personalize(args.personal_root, args.out, source=args.source, users=args.users,
                     steps=dict(stage1=args.steps, stage2=args.stage2_steps or args.steps),
