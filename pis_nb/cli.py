@@ -291,8 +291,8 @@ DEMO_BACKBONES = {'lite0': dict(backbone='lite0', pretrained=True, output_stride
                   'small': dict(backbone='small', pretrained=False)}
 DEMO_BACKBONE = 'lite0'
 # Steps per adaptation run (stage 2: from ours stage 1), and of the source run when the demo trains one
-# (--from-scratch). A lite0 adaptation step costs about four of small's on 2 cores, so its runs are shorter: 20 steps
-# made the demo 319 s on the 2-core CI machine, 12 keep it under five minutes.
+# (--from-scratch). A lite0 adaptation step costs about four of small's on 2 cores, so its runs are shorter: with 12
+# the demo took 208 s on the 2-core CI machine with nothing else running (20 steps took 319 s, with a bench beside it).
 DEMO_STEPS = {'lite0': dict(source=1000, adapt=12, stage2=12), 'small': dict(source=2000, adapt=50, stage2=50)}
 NETWORK_KEYS = ('backbone', 'pretrained', 'output_stride')   # chosen by --backbone, not by --set
 
