@@ -4,7 +4,7 @@
 # Prints a final line "tests: N passed, N failed" (notebooks + pytest tests) and exits non-zero on failure.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash .ci/setup || { echo "tests: setup failed"; echo "tests: 0 passed, 1 failed"; exit 1; }
+bash .ci/setup --dev || { echo "tests: setup failed"; echo "tests: 0 passed, 1 failed"; exit 1; }
 source .venv/bin/activate
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
