@@ -1,6 +1,6 @@
 "Measurements that locate a bench's failing findings (13_bench): error breakdown and class-prior headroom of the source and ours S1 models, context sensitivity of ours S1, pseudo-label quality of ours S2."
 # usage: python benchmarks/bench_diagnose.py BENCH_DIR DATA_DIR [OUT.csv]  (a finished medium-size bench folder, its PIS-Synth folder)
-import sys, json, warnings
+import sys, warnings
 import pandas as pd
 from pathlib import Path
 from pis_nb.bench import context_sensitivity, class_prior_headroom, pseudo_label_quality
